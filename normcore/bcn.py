@@ -1,0 +1,184 @@
+r"""Batch-Channel Normalization and Estimated Batch Normalization (Qiao et al., "Micro-Batch Training
+with Batch-Channel Normalization and Weight Standardization", arXiv 1903.10520 v2, §5; official code:
+joe-siyuan-qiao/Batch-Channel-Normalization, ``README.md`` ``BCNorm`` and ``EstBN``).
+
+Deviations from the official code, all deliberate and tested:
+
+* The channel stage is the native ``F.group_norm`` with the per-group affine expanded to channels,
+  instead of ``torch.batch_norm`` on a ``(1, N*G, -1)`` view: same formula (agreement to 1e-6 in
+  float32), and it works on channels_last input, where the official ``.view`` raises.
+* ``EstBN``'s ``estbn_moving_speed`` buffer starts at 0 in the official code and nothing in the
+  released scripts sets it, so the estimates never move. Here it starts at ``moving_speed=0.1`` (the
+  BN momentum) and a speed of 0 in training warns once. The buffer keeps its official name, so
+  official checkpoints load (and bring their own speed).
+* ``EstBN``'s normalization is the native eval-mode ``F.batch_norm`` with the running estimates
+  (the official code writes the same formula out elementwise); eps stays 1e-5 inside the root.
+* Every argument is wired: ``momentum`` reaches the BN stage (the official ``PBCNorm`` ignored it),
+  and the BN stage accepts ``virtual_devices``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from normcore import functional as Fn
+from normcore._validation import check_channels, check_float, check_group_values, check_rank, resolve_groups
+from normcore.batchnorm import BatchNorm
+
+__all__ = ["BatchChannelNorm", "EstimatedBatchNorm"]
+
+
+class EstimatedBatchNorm(nn.Module):
+    r"""Estimated batch normalization (the official ``EstBN``): normalizes with running estimates of
+    the mean and variance in training *and* eval,
+
+    .. math:: y = \gamma \frac{x - \hat\mu}{\sqrt{\hat\sigma^2 + \epsilon}} + \beta,
+
+    updating them in training (no gradient flows through them) with moving speed s:
+    :math:`\hat\mu \leftarrow (1-s)\hat\mu + s\mu_B`,
+    :math:`\hat\sigma^2 \leftarrow (1-s)\hat\sigma^2 + s E_B[(x - \hat\mu_{old})^2]` (biased, centred on
+    the estimate before its update, as the official code). See the module docstring for the moving-speed
+    default. Change the speed with :meth:`set_moving_speed` (e.g. from a schedule).
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        *,
+        eps: float = 1e-5,
+        moving_speed: float = 0.1,
+        affine: bool = True,
+        device: Any = None,
+    ) -> None:
+        super().__init__()
+        self.num_features = num_channels
+        self.eps = eps
+        self.affine = affine
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_channels, device=device))
+            self.bias = nn.Parameter(torch.zeros(num_channels, device=device))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.register_buffer("running_mean", torch.zeros(num_channels, device=device))
+        self.register_buffer("running_var", torch.ones(num_channels, device=device))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+        self.register_buffer("estbn_moving_speed", torch.full((1,), float(moving_speed), device=device))
+        self._speed_checked = False
+
+    @property
+    def num_channels(self) -> int:
+        return self.num_features
+
+    def set_moving_speed(self, speed: float) -> None:
+        """Set the speed s of the running estimates (0 freezes them)."""
+        self.estbn_moving_speed.fill_(float(speed))
+        self._speed_checked = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        name = type(self).__name__
+        check_float(x, name)
+        check_rank(x, name, 2, layout="(N, C, *)")
+        check_channels(x, name, self.num_features)
+        if self.training:
+            if not self._speed_checked:
+                self._speed_checked = True
+                if float(self.estbn_moving_speed) == 0.0:
+                    warnings.warn(
+                        "EstimatedBatchNorm is training with estbn_moving_speed=0: its running estimates "
+                        "never move (the official EstBN's initial value). Call set_moving_speed(...).",
+                        stacklevel=2,
+                    )
+            self.num_batches_tracked.add_(1)
+        return Fn.estimated_batch_norm(
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            training=self.training,
+            moving_speed=self.estbn_moving_speed,
+            eps=self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, moving_speed={float(self.estbn_moving_speed):g}"
+
+
+class BatchChannelNorm(nn.Module):
+    r"""Batch-Channel Normalization (WS/BCN paper §5; official ``BCNorm``): a batch-normalization stage
+    with per-channel affine, then a channel stage that normalizes each sample's groups of C/G channels
+    and applies a **per-group** affine (official parameter shape ``(1, G, 1)``):
+
+    .. math:: \dot x = \gamma^{bn}_c \frac{x - \mu_{B,c}}{\sqrt{\sigma_{B,c}^2 + \epsilon_{bn}}} + \beta^{bn}_c,
+              \qquad y = \gamma_g \frac{\dot x - \mu_{n,g}}{\sqrt{\sigma_{n,g}^2 + \epsilon}} + \beta_g
+
+    Args:
+        num_channels: C.
+        num_groups: G for the channel stage (default 32, the official scripts); or ``group_size``.
+        eps: the channel stage's eps (the official constructor argument), default 1e-5.
+        bn_eps: the BN stage's eps (``nn.BatchNorm2d``'s 1e-5 in the official code).
+        estimate: use :class:`EstimatedBatchNorm` for the batch stage (the official ``estimate=True``).
+        momentum: BN-stage running-average factor (``estimate=False``).
+        moving_speed: EstBN's speed (``estimate=True``).
+        affine: learn the per-group affine (the official code always does).
+        virtual_devices: per-slice batch statistics in the BN stage, see :class:`normcore.BatchNorm`.
+
+    State-dict layout is the official one (``bn.*``, ``weight``/``bias`` of shape ``(1, G, 1)``), so
+    the official BCN checkpoints load directly.
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        num_groups: int | None = None,
+        *,
+        group_size: int | None = None,
+        eps: float = 1e-5,
+        bn_eps: float = 1e-5,
+        estimate: bool = False,
+        momentum: float | None = 0.1,
+        moving_speed: float = 0.1,
+        affine: bool = True,
+        virtual_devices: int = 1,
+        device: Any = None,
+    ) -> None:
+        super().__init__()
+        self.num_channels = num_channels
+        self.num_groups = resolve_groups(num_channels, num_groups, group_size, type(self).__name__)
+        self.eps = eps
+        self.estimate = estimate
+        self.affine = affine
+        if estimate:
+            if virtual_devices != 1:
+                raise ValueError(
+                    "BatchChannelNorm(estimate=True) normalizes with running estimates, so virtual_devices "
+                    "has no effect on it; leave virtual_devices=1."
+                )
+            self.bn: nn.Module = EstimatedBatchNorm(num_channels, eps=bn_eps, moving_speed=moving_speed, device=device)
+        else:
+            self.bn = BatchNorm(
+                num_channels, eps=bn_eps, momentum=momentum, virtual_devices=virtual_devices, device=device
+            )
+        if affine:
+            self.weight = nn.Parameter(torch.ones(1, self.num_groups, 1, device=device))
+            self.bias = nn.Parameter(torch.zeros(1, self.num_groups, 1, device=device))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        name = type(self).__name__
+        check_float(x, name)
+        check_rank(x, name, 2, layout="(N, C, *)")
+        check_channels(x, name, self.num_channels)
+        check_group_values(x, f"{name} (channel stage)", self.num_channels, self.num_groups)
+        out = self.bn(x)
+        return Fn.channel_norm(out, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, num_groups={self.num_groups}, eps={self.eps}, estimate={self.estimate}"

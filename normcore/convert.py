@@ -1,0 +1,304 @@
+"""Model surgery on any ``nn.Module`` (torchvision models included).
+
+* :func:`convert_norms` replaces every batch-norm layer (or another family) by a registered norm,
+  keeping parameters and buffers wherever names and shapes match, and reports what it could not keep.
+* :func:`convert_convs` replaces the convolutions that feed a normalization layer by WS convs (the WS
+  paper applies WS only there; head convs and the classifier stay plain).
+* :func:`freeze_norms` makes norms non-trainable in a way that survives ``model.train()`` (BN becomes
+  :class:`FrozenBatchNorm`, the GN paper's BN\\*).
+* :func:`fold_weight_standardization` turns WS convs into plain convs carrying the standardized weight
+  (same outputs; for export and inference).
+* :func:`revert_sync_batchnorm` turns SyncBatchNorm layers into BatchNorm for single-process runs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+from normcore.batchnorm import FrozenBatchNorm
+from normcore.bcn import BatchChannelNorm, EstimatedBatchNorm
+from normcore.instancenorm import InstanceNorm
+from normcore.layernorm import FeatureLayerNorm
+from normcore.registry import NormSpec, build_conv, build_norm
+from normcore.ws import WSConvMixin
+
+__all__ = [
+    "convert_convs",
+    "convert_norms",
+    "find_convs_feeding_norms",
+    "fold_weight_standardization",
+    "freeze_norms",
+    "is_norm",
+    "revert_sync_batchnorm",
+]
+
+
+def _torchvision_frozen_bn() -> tuple[type, ...]:
+    try:
+        from torchvision.ops.misc import FrozenBatchNorm2d as TVFrozen
+    except ImportError:  # torchvision is optional for the core library
+        return ()
+    return (TVFrozen,)
+
+
+def batch_norm_types() -> tuple[type, ...]:
+    """Every batch-norm flavour :func:`convert_norms` replaces by default."""
+    return (_BatchNorm, FrozenBatchNorm, EstimatedBatchNorm, *_torchvision_frozen_bn())
+
+
+def is_norm(module: nn.Module) -> bool:
+    """True for normalization layers of torch, torchvision and normcore."""
+    norm_types = (
+        *batch_norm_types(),
+        nn.GroupNorm,
+        nn.LayerNorm,
+        _InstanceNorm,
+        InstanceNorm,
+        FeatureLayerNorm,
+        BatchChannelNorm,
+    )
+    return isinstance(module, norm_types)
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    if name == "":
+        return new
+    parent_name, _, child = name.rpartition(".")
+    model.get_submodule(parent_name).add_module(child, new)
+    return model
+
+
+def _place_like(new: nn.Module, old: nn.Module) -> nn.Module:
+    ref = next(iter(old.parameters()), None)
+    if ref is None:
+        ref = next(iter(old.buffers()), None)
+    if ref is not None:
+        new = new.to(device=ref.device)
+        if ref.dtype != torch.float32 and ref.is_floating_point():
+            new = new.to(dtype=ref.dtype)
+    return new
+
+
+def _transfer_state(old: nn.Module, new: nn.Module) -> tuple[list[str], list[str]]:
+    """Copy tensors from ``old`` into ``new`` where names (directly, or under ``bn.`` for BCN) and shapes
+    match. Returns (kept, dropped) key lists."""
+    target = new.state_dict()
+    kept, dropped = [], []
+    src = old.state_dict()
+    for key, value in src.items():
+        candidates = [key, f"bn.{key}"]
+        dest = next((c for c in candidates if c in target and target[c].shape == value.shape), None)
+        if dest is None:
+            dropped.append(key)
+            continue
+        target[dest] = value.to(target[dest].dtype)
+        kept.append(key if dest == key else f"{key}->{dest}")
+    new.load_state_dict(target)
+    return kept, dropped
+
+
+def convert_norms(
+    model: nn.Module,
+    name: NormSpec,
+    *,
+    source: tuple[type, ...] | None = None,
+    exclude: Iterable[str] = (),
+    verbose: bool = False,
+    **kw: Any,
+) -> nn.Module:
+    """Replace every normalization layer of type ``source`` (default: all batch-norm flavours, incl.
+    SyncBatchNorm and torchvision's FrozenBatchNorm2d) by ``build_norm(name, C, **kw)``.
+
+    Parameters and buffers are copied where their names and shapes match (BN -> BN/SyncBN/FrozenBN:
+    everything; BN -> GN/LN/IN: the per-channel affine; BN -> BCN: into ``bcn.bn``); the rest keep
+    their fresh initialisation, reported with ``verbose=True``. Copying BN-trained affine parameters
+    into GN/LN/IN warns: BN-pretrained weights in a GN model give very poor accuracy without
+    retraining (ppwwyyxx/GroupNorm-reproduce#2). ``exclude`` takes module-name glob patterns.
+    The model is modified in place and returned (a new module if ``model`` itself is a norm).
+    """
+    source = source or batch_norm_types()
+    exclude = tuple(exclude)
+    warned = False
+    composite = [n for n, m in model.named_modules() if isinstance(m, BatchChannelNorm)]
+    for mod_name, module in list(model.named_modules()):
+        if not isinstance(module, source) or _matches(mod_name, exclude):
+            continue
+        if any(mod_name.startswith(f"{c}.") or c == "" for c in composite if c != mod_name):
+            continue  # the batch stage inside a BatchChannelNorm is part of that layer
+        channels = getattr(module, "num_features", None) or getattr(module, "num_channels", None)
+        if channels is None:
+            raise ValueError(f"convert_norms: cannot tell the channel count of {mod_name!r} ({type(module).__name__})")
+        new = _place_like(build_norm(name, channels, **kw), module)
+        if isinstance(new, nn.Identity):
+            kept, dropped = [], list(module.state_dict())
+        else:
+            kept, dropped = _transfer_state(module, new)
+        new.train(module.training)
+        trained_bn = isinstance(module, batch_norm_types()) and getattr(module, "running_mean", None) is not None
+        changes_kind = not isinstance(new, batch_norm_types()) and not isinstance(new, BatchChannelNorm)
+        if trained_bn and changes_kind and kept and not warned and bool((module.running_var != 1).any()):
+            warned = True
+            warnings.warn(
+                f"convert_norms: copied BN-trained affine parameters into {type(new).__name__} "
+                f"(first at {mod_name!r}). BN-pretrained weights in a GN/LN/IN model need retraining "
+                f"(ppwwyyxx/GroupNorm-reproduce#2).",
+                stacklevel=2,
+            )
+        if verbose:
+            print(f"convert_norms: {mod_name or '<root>'}: {type(module).__name__} -> {type(new).__name__}; "
+                  f"kept {kept or 'nothing'}; dropped {dropped or 'nothing'}")  # fmt: skip
+        model = _replace(model, mod_name, new)
+    return model
+
+
+def revert_sync_batchnorm(model: nn.Module) -> nn.Module:
+    """SyncBatchNorm layers -> :class:`normcore.BatchNorm` (state kept), for single-process runs."""
+    return convert_norms(model, "bn", source=(nn.SyncBatchNorm,))
+
+
+# --------------------------------------------------------------------------------------------------
+# convolutions
+# --------------------------------------------------------------------------------------------------
+_PLAIN_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _is_plain_conv(module: nn.Module) -> bool:
+    return type(module) in _PLAIN_CONVS
+
+
+def _convs_by_trace(model: nn.Module) -> list[str] | None:
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception:
+        return None
+    modules = dict(gm.named_modules())
+    found = []
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or not _is_plain_conv(modules[node.target]):
+            continue
+        users = list(node.users)
+        if len(users) == 1 and users[0].op == "call_module" and is_norm(modules[users[0].target]):
+            found.append(str(node.target))
+    return found
+
+
+def _convs_by_order(model: nn.Module) -> list[str]:
+    """Fallback when the model cannot be traced: a conv immediately followed, among its parent's
+    children in registration order, by a norm (ResNet ``conv1``/``bn1``, ``Conv2dNormActivation``,
+    FPN blocks, ``nn.Sequential(conv, norm, ...)``)."""
+    found = []
+    for parent_name, parent in model.named_modules():
+        children = list(parent.named_children())
+        for (name, child), (_, nxt) in itertools.pairwise(children):
+            if _is_plain_conv(child) and is_norm(nxt):
+                found.append(f"{parent_name}.{name}" if parent_name else name)
+    return found
+
+
+def find_convs_feeding_norms(model: nn.Module) -> list[str]:
+    """Names of the plain convolutions whose only consumer is a normalization layer: by tracing the
+    model with ``torch.fx`` when possible, else by module order (see :func:`_convs_by_order`)."""
+    traced = _convs_by_trace(model)
+    return traced if traced is not None else _convs_by_order(model)
+
+
+def convert_convs(
+    model: nn.Module,
+    name: str = "ws",
+    *,
+    only_feeding_norms: bool = True,
+    exclude: Iterable[str] = (),
+    **kw: Any,
+) -> nn.Module:
+    """Replace convolutions by ``build_conv(name, ...)`` (default WS), copying weight and bias.
+
+    By default only the convs that feed a normalization layer are replaced, as the WS paper
+    prescribes; ``only_feeding_norms=False`` replaces every plain conv. ``exclude`` takes module-name
+    glob patterns (e.g. ``"roi_heads.mask_predictor.*"``). Modified in place and returned.
+    """
+    exclude = tuple(exclude)
+    if only_feeding_norms:
+        targets = find_convs_feeding_norms(model)
+    else:
+        targets = [n for n, m in model.named_modules() if _is_plain_conv(m)]
+    for mod_name in targets:
+        if _matches(mod_name, exclude):
+            continue
+        old = model.get_submodule(mod_name)
+        new = build_conv(
+            name,
+            old.in_channels,
+            old.out_channels,
+            old.kernel_size,
+            stride=old.stride,
+            padding=old.padding,
+            dilation=old.dilation,
+            groups=old.groups,
+            bias=old.bias is not None,
+            padding_mode=old.padding_mode,
+            dim=len(old.kernel_size),
+            **kw,
+        )
+        new = _place_like(new, old)
+        with torch.no_grad():
+            new.weight.copy_(old.weight)
+            if old.bias is not None:
+                new.bias.copy_(old.bias)
+        model = _replace(model, mod_name, new)
+    return model
+
+
+def fold_weight_standardization(model: nn.Module) -> nn.Module:
+    """Replace each WS conv by a plain conv whose weight is the standardized weight: the same outputs
+    (the conv computes on the identical tensor), no WS cost, exportable anywhere."""
+    for mod_name, module in list(model.named_modules()):
+        if not isinstance(module, WSConvMixin):
+            continue
+        plain_cls = next(c for c in _PLAIN_CONVS if isinstance(module, c))
+        plain = plain_cls(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            groups=module.groups,
+            bias=module.bias is not None,
+            padding_mode=module.padding_mode,
+        )
+        plain = _place_like(plain, module)
+        with torch.no_grad():
+            plain.weight.copy_(module.standardized_weight())
+            if module.bias is not None:
+                plain.bias.copy_(module.bias)
+        plain.train(module.training)
+        model = _replace(model, mod_name, plain)
+    return model
+
+
+def freeze_norms(model: nn.Module) -> nn.Module:
+    """Freeze every normalization layer so that it neither trains nor updates statistics, in a way
+    ``model.train()`` does not undo (pytorch/pytorch#66073): batch norms (also inside BCN) become
+    :class:`FrozenBatchNorm` (BN\\*); the affine parameters of the others stop requiring gradients.
+    """
+    for mod_name, module in list(model.named_modules()):
+        if isinstance(module, (_BatchNorm, EstimatedBatchNorm)) and not isinstance(module, FrozenBatchNorm):
+            model = _replace(model, mod_name, _place_like(FrozenBatchNorm.from_batchnorm(module), module))
+    for module in model.modules():
+        if is_norm(module):
+            for p in module.parameters(recurse=False):
+                p.requires_grad_(False)
+    return model
