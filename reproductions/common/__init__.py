@@ -1,0 +1,2 @@
+"""Shared pieces of every reproduction: atomic I/O, the environment manifest, the results schema, and
+the training engine (classification, detection, segmentation, stylization)."""
