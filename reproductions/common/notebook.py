@@ -1,0 +1,376 @@
+"""Shared helpers of the notebooks (``notebooks/*.ipynb``) and of the results table
+(:mod:`reproductions.report`): load a paper's results files and its ``published.yaml``, put the
+claims in a table, say each verdict in words, and plot with seaborn.
+
+Everything here reads committed files only; nothing trains. Paths resolve from the repository root
+(:data:`reproductions.common.manifest.REPO_ROOT`), so a notebook runs from ``notebooks/`` or from
+the root alike. A paper whose results are missing is reported as missing, never as an error, so the
+overview works while some experiments have not been run.
+
+    from reproductions.common import notebook as nb
+    paper = nb.load_paper("batch_norm")
+    nb.show_markdown(nb.claims_markdown(paper))
+    nb.verdict_table([paper])
+    nb.plot_curves(paper.results["mnist_fig1"], "test_accuracy")
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reproductions.common.manifest import REPO_ROOT
+from reproductions.common.results import load_results
+
+__all__ = [
+    "PAPERS",
+    "PAPER_TITLES",
+    "PaperResults",
+    "claim_markdown",
+    "claims_markdown",
+    "format_ours",
+    "format_published",
+    "format_seconds",
+    "load_all",
+    "load_paper",
+    "plot_curves",
+    "plot_ours_vs_published",
+    "published_entry",
+    "show_markdown",
+    "verdict_rows",
+    "verdict_table",
+]
+
+PAPERS = ("batch_norm", "layer_norm", "instance_norm", "group_norm", "weight_standardization", "normprop")
+PAPER_TITLES = {
+    "batch_norm": "Batch Normalization (Ioffe & Szegedy 2015)",
+    "layer_norm": "Layer Normalization (Ba, Kiros & Hinton 2016)",
+    "instance_norm": "Instance Normalization (Ulyanov, Vedaldi & Lempitsky 2016)",
+    "group_norm": "Group Normalization (Wu & He 2018)",
+    "weight_standardization": "Weight Standardization / BCN (Qiao et al. 2019)",
+    "normprop": "Normalization Propagation (Arpit et al. 2016)",
+}
+
+
+@dataclass
+class PaperResults:
+    """The committed results of one paper, keyed by experiment name, and its published numbers.
+
+    ``missing`` says, in words, what could not be found (no results yet, no published.yaml);
+    ``errors`` maps a results file that failed to load (e.g. schema violation) to the reason.
+    """
+
+    paper: str
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    published: Any = None
+    missing: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return PAPER_TITLES.get(self.paper, self.paper)
+
+    def figure_paths(self, experiment: str) -> list[Path]:
+        """Absolute paths of the figures an experiment wrote (beside its results file)."""
+        res = self.results[experiment]
+        folder = Path(res["_path"]).parent
+        return [folder / name for name in res.get("figures", [])]
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------------
+def results_folder(paper: str, root: Path = REPO_ROOT) -> Path:
+    return root / "reproductions" / paper / "results"
+
+
+def load_paper(paper: str, root: Path = REPO_ROOT) -> PaperResults:
+    """Load every ``reproductions/<paper>/results/*.json`` (validated against the schema) and the
+    paper's ``published.yaml`` when they exist. Never raises for missing files."""
+    if paper not in PAPERS:
+        raise ValueError(f"unknown paper {paper!r}; expected one of {', '.join(PAPERS)}")
+    out = PaperResults(paper)
+    folder = results_folder(paper, root)
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    for path in files:
+        try:
+            res = load_results(path)
+        except Exception as exc:  # a broken file is reported beside the others, not fatal
+            out.errors[path.name] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            continue
+        res["_path"] = str(path)
+        out.results[res["experiment"]] = res
+    if not out.results:
+        out.missing.append(f"no results files under {folder.relative_to(root)}/ (run `make reproduce PAPER={paper}`)")
+    out.published = _load_published(paper, out.missing)
+    return out
+
+
+def load_all(papers: Iterable[str] = PAPERS, root: Path = REPO_ROOT) -> list[PaperResults]:
+    return [load_paper(p, root) for p in papers]
+
+
+def _load_published(paper: str, missing: list[str]) -> Any:
+    try:
+        from reproductions.common.published import load_published
+    except ImportError:
+        missing.append("reproductions/common/published.py is not available, so published.yaml was not read")
+        return None
+    try:
+        return load_published(paper)
+    except FileNotFoundError:
+        missing.append(f"no papers/{paper}/published.yaml")
+        return None
+
+
+def published_entry(paper: PaperResults, ref: str | None) -> Any:
+    """The published.yaml entry with id ``ref`` (whatever structure the loader gives), or None."""
+    if not ref or paper.published is None:
+        return None
+    pub = paper.published
+    entries = pub.get("entries", pub) if isinstance(pub, dict) else pub
+    if isinstance(entries, dict):
+        return entries.get(ref)
+    for entry in entries or ():
+        entry_id = entry.get("id") if isinstance(entry, dict) else getattr(entry, "id", None)
+        if entry_id == ref:
+            return entry
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# formatting
+# --------------------------------------------------------------------------------------------------
+def _num(v: float, digits: int = 3) -> str:
+    if v == 0 or 1e-3 <= abs(v) < 1e5:
+        return f"{v:.{digits}g}" if abs(v) >= 1 else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+    return f"{v:.{digits}g}"
+
+
+def format_ours(ours: Any, digits: int = 3) -> str:
+    """``{"mean", "std", "n"}`` -> ``"0.952 ± 0.004 (3 seeds)"``; numbers and strings as they are."""
+    if ours is None:
+        return "—"
+    if isinstance(ours, dict) and "mean" in ours:
+        mean, std, n = ours.get("mean"), ours.get("std"), ours.get("n", 1)
+        unit = ours.get("unit", "")
+        unit = f" {unit}" if unit and unit not in ("%",) else unit
+        if mean is None:
+            return f"diverged/undefined (values {ours.get('values')})"
+        seeds = f" ({n} seed{'s' if n != 1 else ''})"
+        if std is None or n <= 1:
+            return f"{_num(mean, digits)}{unit}{seeds}"
+        return f"{_num(mean, digits)} ± {_num(std, digits)}{unit}{seeds}"
+    if isinstance(ours, dict):
+        return "; ".join(f"{k}: {format_ours(v, digits)}" for k, v in ours.items())
+    if isinstance(ours, float):
+        return _num(ours, digits) if math.isfinite(ours) else str(ours)
+    return str(ours)
+
+
+def format_published(published: Any) -> str:
+    if published is None:
+        return "—"
+    if isinstance(published, float):
+        return _num(published, 4)
+    return str(published)
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _scale_text(res: dict[str, Any]) -> str:
+    ds = res["dataset"]
+    seeds = res["seeds"]
+    return (
+        f"{res['scale']} scale: {ds['name']} ({ds['n_train']:,} train / {ds['n_test']:,} test, {ds['split']}), "
+        f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
+    )
+
+
+def claim_markdown(res: dict[str, Any], paper: PaperResults | None = None) -> str:
+    """One experiment in words: the claim, the paper's number, ours, the scale, the verdict and the
+    rule that decided it, one comparison per bullet."""
+    lines = [f"#### {res['title']}", "", f"**Claim.** {res['claim']}", ""]
+    for comp in res["comparisons"]:
+        ref = comp.get("published_ref")
+        entry = published_entry(paper, ref) if paper is not None else None
+        src = f" (`{ref}`{'' if entry is not None or paper is None or not ref else ', not in published.yaml'})"
+        lines.append(
+            f"- *{comp['claim']}* — **paper:** {format_published(comp.get('published'))}{src if ref else ''}; "
+            f"**ours:** {format_ours(comp.get('ours'))}"
+            + (f"; gap {_num(comp['gap'])}" if comp.get("gap") is not None else "")
+            + f"; **{comp['verdict']}**"
+            + (f" — rule: {comp['rule']}" if comp.get("rule") else "")
+        )
+    seconds = res["manifest"].get("seconds")
+    lines += [
+        "",
+        f"**Scale.** {_scale_text(res)}; {format_seconds(seconds)} on "
+        f"{res['manifest']['machine'].get('torch_threads', '?')} thread(s).",
+        "",
+        f"**Verdict: {res['verdict']['status']}.** {res['verdict']['summary']}",
+    ]
+    for note in res.get("notes", []):
+        lines.append(f"\n*Note.* {note}")
+    return "\n".join(lines)
+
+
+def claims_markdown(paper: PaperResults) -> str:
+    """Every experiment of a paper in words, or what is missing."""
+    parts = [f"### {paper.title}"]
+    parts += [f"*Missing:* {m}." for m in paper.missing]
+    parts += [f"*Could not load* `{name}`: {why}" for name, why in paper.errors.items()]
+    parts += [claim_markdown(res, paper) for res in paper.results.values()]
+    return "\n\n".join(parts)
+
+
+def verdict_rows(papers: Sequence[PaperResults]) -> list[dict[str, Any]]:
+    """One row per comparison (claim) of every loaded results file, plus one row per paper with no
+    results, saying so. Keys: paper, experiment, claim, published, ours, verdict, rule, seconds,
+    command."""
+    rows: list[dict[str, Any]] = []
+    for paper in papers:
+        if not paper.results:
+            why = "; ".join(paper.missing[:1] + [f"{k}: {v}" for k, v in paper.errors.items()])
+            rows.append(
+                {
+                    "paper": paper.paper,
+                    "experiment": "—",
+                    "claim": "—",
+                    "published": "—",
+                    "ours": "—",
+                    "verdict": "missing",
+                    "rule": why,
+                    "seconds": None,
+                    "command": f"make reproduce PAPER={paper.paper}",
+                }
+            )
+            continue
+        for name, res in paper.results.items():
+            for comp in res["comparisons"]:
+                rows.append(
+                    {
+                        "paper": paper.paper,
+                        "experiment": name,
+                        "claim": comp["claim"],
+                        "published": format_published(comp.get("published")),
+                        "ours": format_ours(comp.get("ours")),
+                        "verdict": comp["verdict"],
+                        "rule": comp.get("rule", ""),
+                        "seconds": res["manifest"].get("seconds"),
+                        "command": f"python -m reproductions.{paper.paper}.cpu",
+                    }
+                )
+    return rows
+
+
+def verdict_table(papers: Sequence[PaperResults], columns: Sequence[str] | None = None):
+    """:func:`verdict_rows` as a pandas DataFrame (``columns`` picks and orders them)."""
+    import pandas as pd
+
+    df = pd.DataFrame(verdict_rows(papers))
+    if "seconds" in df:
+        df["time"] = [format_seconds(s) for s in df["seconds"]]
+    cols = list(columns or ("paper", "experiment", "claim", "published", "ours", "verdict", "time"))
+    return df[cols]
+
+
+def show_markdown(text: str) -> None:
+    """Display Markdown in a notebook (plain print elsewhere)."""
+    try:
+        from IPython.display import Markdown, display
+    except ImportError:
+        print(text)
+        return
+    display(Markdown(text))
+
+
+# --------------------------------------------------------------------------------------------------
+# plots
+# --------------------------------------------------------------------------------------------------
+def _curve_frame(curve: dict[str, Any], series: Sequence[str] | None = None):
+    import pandas as pd
+
+    rows = []
+    for name, s in curve["series"].items():
+        if series is not None and name not in series:
+            continue
+        for x, m, sd in zip(curve["x"], s["mean"], s["std"]):
+            rows.append({"x": x, "series": name, "mean": m, "std": sd})
+    return pd.DataFrame(rows)
+
+
+def plot_curves(
+    res: dict[str, Any],
+    curve: str,
+    *,
+    series: Sequence[str] | None = None,
+    ax: Any = None,
+    title: str | None = None,
+    logy: bool = False,
+    palette: str = "deep",
+):
+    """Plot one curve of a results file: the mean over seeds per series, with a ±1 std band."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if curve not in res.get("curves", {}):
+        raise KeyError(f"{res['experiment']} has no curve {curve!r}; it has {sorted(res.get('curves', {}))}")
+    c = res["curves"][curve]
+    df = _curve_frame(c, series)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    colors = sns.color_palette(palette, n_colors=max(df["series"].nunique(), 1))
+    for color, (name, g) in zip(colors, df.groupby("series", sort=False)):
+        g = g.dropna(subset=["mean"])
+        sns.lineplot(x=g["x"], y=g["mean"], ax=ax, label=name, color=color)
+        std = g["std"].fillna(0.0)
+        ax.fill_between(g["x"], g["mean"] - std, g["mean"] + std, color=color, alpha=0.2, linewidth=0)
+    ax.set_xlabel(c["x_label"])
+    ax.set_ylabel(c["y_label"])
+    if logy:
+        ax.set_yscale("log")
+    n = len(res["seeds"])
+    ax.set_title(title or f"{curve} (mean ± std over {n} seed{'s' if n != 1 else ''})")
+    return ax
+
+
+def plot_ours_vs_published(res: dict[str, Any], *, ax: Any = None, title: str | None = None):
+    """Bars of our value (mean ± std) beside the paper's, for every comparison where both are
+    numbers. Returns None (and draws nothing) when the paper gives no number to set beside ours."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    rows = []
+    for comp in res["comparisons"]:
+        pub, ours = comp.get("published"), comp.get("ours")
+        if not isinstance(pub, (int, float)) or isinstance(pub, bool):
+            continue
+        if isinstance(ours, dict) and ours.get("mean") is not None:
+            rows.append({"claim": comp["claim"], "who": "ours (CPU scale)", "value": ours["mean"], "err": ours["std"]})
+        elif isinstance(ours, (int, float)):
+            rows.append({"claim": comp["claim"], "who": "ours (CPU scale)", "value": ours, "err": 0.0})
+        else:
+            continue
+        rows.append({"claim": comp["claim"], "who": "paper", "value": float(pub), "err": 0.0})
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * df["claim"].nunique()))
+    sns.barplot(data=df, y="claim", x="value", hue="who", ax=ax, orient="h", errorbar=None)
+    for patch, err in zip(ax.patches, df.sort_values(["who"], kind="stable")["err"]):
+        if err:
+            y = patch.get_y() + patch.get_height() / 2
+            ax.errorbar(patch.get_width(), y, xerr=err, color="black", capsize=3)
+    ax.set_title(title or "ours vs published")
+    ax.set_ylabel("")
+    return ax
