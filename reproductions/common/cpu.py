@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import math
 import os
 import random
 import struct
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +26,27 @@ import numpy as np
 import torch
 
 from reproductions.common import manifest as manifest_mod
-from reproductions.common.results import write_results
+from reproductions.common.results import stat, write_results
 
 __all__ = [
     "Dataset",
     "Timer",
+    "TrainLog",
+    "batch_indices",
     "cli",
+    "curve_stats",
     "digits",
+    "evaluate_classifier",
     "finish_experiment",
+    "first_step_reaching",
     "mnist",
+    "parallel_map",
     "progress",
     "results_dir",
     "save_figure",
     "seed_everything",
     "set_threads",
+    "train_steps",
 ]
 
 DEFAULT_SEEDS = (0, 1, 2)
@@ -185,6 +193,204 @@ def digits(test_fraction: float = 0.2) -> Dataset:
     tr, te = _stratified_split(d.target, test_fraction, SPLIT_SEED)
     split = f"stratified {1 - test_fraction:.0%}/{test_fraction:.0%} of 1,797, split seed {SPLIT_SEED}"
     return Dataset(x[tr], y[tr], x[te], y[te], "digits 8x8", "sklearn.datasets.load_digits()", split)
+
+
+# --------------------------------------------------------------------------------------------------
+# training on in-memory tensors (small models: no DataLoader, whose per-batch cost would dominate)
+# --------------------------------------------------------------------------------------------------
+def batch_indices(n: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """``steps`` mini-batches of indices into ``n`` samples: a fresh random permutation every epoch,
+    the last incomplete batch of each epoch dropped, so every batch holds exactly ``batch_size``."""
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be between 1 and the number of samples ({n}), got {batch_size}")
+    per_epoch = n // batch_size
+    done = 0
+    while done < steps:
+        perm = torch.randperm(n, generator=generator)[: per_epoch * batch_size].view(per_epoch, batch_size)
+        yield from perm[: steps - done]
+        done += min(per_epoch, steps - done)
+
+
+@torch.no_grad()
+def evaluate_classifier(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000
+) -> tuple[float, float]:
+    """Mean negative log-likelihood (cross-entropy) and accuracy of ``model`` on ``(x, y)``, in eval
+    mode (BN uses its population statistics); the model's train/eval mode is restored after."""
+    was_training = model.training
+    model.eval()
+    nll, correct = 0.0, 0
+    for start in range(0, x.shape[0], batch_size):
+        logits = model(x[start : start + batch_size])
+        target = y[start : start + batch_size]
+        nll += torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
+        correct += int((logits.argmax(1) == target).sum())
+    model.train(was_training)
+    return nll / x.shape[0], correct / x.shape[0]
+
+
+@dataclass
+class TrainLog:
+    """What :func:`train_steps` records: at each evaluation step (0 included), the mean training loss
+    over the steps since the previous evaluation (NaN at step 0), the wall-clock seconds of training
+    so far (evaluation excluded), and whatever the ``evaluate`` callback returned."""
+
+    steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+
+    def column(self, key: str) -> list[Any]:
+        """One key of every evaluation, e.g. ``log.column("test_accuracy")``."""
+        return [e[key] for e in self.evals]
+
+
+def train_steps(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    generator: torch.Generator,
+    eval_every: int,
+    evaluate: Callable[[int], dict[str, Any]] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.nn.functional.cross_entropy,
+    tick: Callable[[int], Any] | None = None,
+) -> TrainLog:
+    """Train ``model`` for ``steps`` mini-batch steps on in-memory tensors (batches from
+    :func:`batch_indices`), calling ``evaluate(step)`` at step 0 and every ``eval_every`` steps (and
+    at the last step). ``tick(n)`` is told of progress (a progress bar's ``update``). A non-finite
+    loss stops training early: the remaining evaluations are recorded as NaN."""
+    log = TrainLog()
+    eval_steps = sorted({0, *range(eval_every, steps + 1, eval_every), steps})
+
+    def record(step: int, loss_sum: float, count: int, seconds: float) -> None:
+        log.steps.append(step)
+        log.train_loss.append(loss_sum / count if count else float("nan"))
+        log.seconds.append(seconds)
+        log.evals.append(evaluate(step) if evaluate is not None else {})
+
+    model.train()
+    record(0, 0.0, 0, 0.0)
+    loss_sum, count, trained_seconds, next_eval = 0.0, 0, 0.0, 1
+    start = time.perf_counter()
+    for step, idx in enumerate(batch_indices(x.shape[0], batch_size, steps, generator), start=1):
+        loss = loss_fn(model(x[idx]), y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item()
+        count += 1
+        if step == eval_steps[next_eval]:
+            trained_seconds += time.perf_counter() - start
+            if tick is not None:
+                tick(step - log.steps[-1])
+            diverged = not math.isfinite(loss_sum)
+            record(step, loss_sum, count, trained_seconds)
+            loss_sum, count, next_eval = 0.0, 0, next_eval + 1
+            if diverged:
+                break
+            start = time.perf_counter()
+    for step in eval_steps[len(log.steps) :]:  # after a divergence
+        log.steps.append(step)
+        log.train_loss.append(float("nan"))
+        log.seconds.append(float("nan"))
+        log.evals.append({k: float("nan") for k in log.evals[-1]} if log.evals else {})
+    return log
+
+
+def curve_stats(per_seed: Sequence[Sequence[float]]) -> dict[str, list[float | None]]:
+    """Mean and sample std over seeds at every point of equally long per-seed curves, in the form
+    the results schema's ``curves.<name>.series.<series>`` expects (``None`` where undefined)."""
+    lengths = {len(c) for c in per_seed}
+    if len(lengths) != 1:
+        raise ValueError(f"curves of different lengths {sorted(lengths)}: evaluate every seed at the same steps")
+    points = [stat(vals) for vals in zip(*per_seed)]
+    return {"mean": [p["mean"] for p in points], "std": [p["std"] for p in points]}
+
+
+def first_step_reaching(
+    steps: Sequence[int], values: Sequence[float], target: float, higher_is_better: bool = True
+) -> int | None:
+    """The first step at which ``values`` reaches ``target`` (>= when higher is better, else <=), or
+    None if it never does."""
+    for step, value in zip(steps, values):
+        if math.isfinite(value) and (value >= target if higher_is_better else value <= target):
+            return step
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# independent runs on the cores of this machine
+# --------------------------------------------------------------------------------------------------
+_WORKER_QUEUE: Any = None
+
+
+def _init_worker(queue: Any, threads: int) -> None:
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = queue
+    torch.set_num_threads(threads)
+    os.environ["NORMCORE_NO_PROGRESS"] = "1"  # the parent draws the one progress bar
+
+
+def _worker_tick(n: int) -> None:
+    _WORKER_QUEUE.put(n)
+
+
+def _call_in_worker(fn: Callable[..., Any], job: Any) -> Any:
+    return fn(job, _worker_tick)
+
+
+def parallel_map(
+    fn: Callable[[Any, Callable[[int], Any]], Any],
+    jobs: Sequence[Any],
+    *,
+    workers: int | None = None,
+    threads_per_job: int = 1,
+    desc: str = "",
+    total: int | None = None,
+) -> list[Any]:
+    """``[fn(job, tick) for job in jobs]``, run in ``workers`` processes (default: one per core, at
+    most 2) with ``threads_per_job`` torch threads each, with one progress bar of ``total`` units
+    that ``fn`` advances by calling ``tick(n)``.
+
+    Every job runs with the same thread count whether it runs in a worker or in this process
+    (``workers=1``), so a job's numbers do not depend on how the jobs were spread. ``fn`` must be a
+    module-level function and jobs and results picklable (processes are spawned, not forked, as a
+    forked OpenMP runtime can deadlock). Small models train faster as several one-thread processes
+    than as one process with several threads, which is why the experiments use this.
+    """
+    workers = min(workers or min(2, os.cpu_count() or 1), len(jobs)) or 1
+    bar = progress(total=total, desc=desc)
+    try:
+        if workers == 1:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads_per_job)
+            try:
+                return [fn(job, bar.update) for job in jobs]
+            finally:
+                torch.set_num_threads(previous)
+        import multiprocessing as mp
+        import queue as queue_mod
+        from functools import partial
+
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(q, threads_per_job)) as pool:
+            pending = pool.map_async(partial(_call_in_worker, fn), jobs, chunksize=1)
+            while not pending.ready():
+                try:
+                    bar.update(q.get(timeout=0.2))
+                except queue_mod.Empty:
+                    continue
+            results = pending.get()
+            while not q.empty():
+                bar.update(q.get_nowait())
+        return results
+    finally:
+        bar.close()
 
 
 # --------------------------------------------------------------------------------------------------
