@@ -1,0 +1,226 @@
+"""Image classification on the engine: ImageNet (folder layout), CIFAR-10/100, SVHN, any ImageFolder.
+
+Every paper's ``train_imagenet.py`` (and NormProp's ``train_cifar.py``) is ``main(argv, paper=...)``::
+
+    python -m reproductions.group_norm.train_imagenet --config reproductions/group_norm/configs/table2_gn_2img.yaml \\
+        --data /datasets/imagenet
+    torchrun --nproc_per_node=8 -m reproductions.group_norm.train_imagenet --config ... --data ...
+
+Per epoch: train, evaluate top-1/top-5 error on center crops of the whole validation set (summed
+over ranks), write ``metrics.jsonl`` and ``checkpoint.pt``. At the end ``summary.json`` holds the final,
+best and median-of-last-N top-1 error (``eval.median_last``, 5 as the GN paper reports), next to the
+published value of the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reproductions.common import checkpoint as ckpt
+from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
+from reproductions.common.datasets import build_classification_datasets
+from reproductions.common.distributed import all_reduce_sum, cleanup, print0
+from reproductions.common.models import build_model
+from reproductions.common.precision import Precision
+from reproductions.common.recipe import (
+    Session,
+    eval_loader,
+    median_of_last,
+    optimizer_from_config,
+    scheduler_from_config,
+    start_session,
+    train_loader,
+    write_summary,
+)
+from reproductions.common.trainer import Trainer, batch_report, prepare_model
+
+__all__ = ["CLASSIFICATION_DEFAULTS", "build_from_config", "evaluate_topk", "main", "topk_correct"]
+
+CLASSIFICATION_DEFAULTS: dict[str, Any] = {
+    "model": {
+        "arch": "resnet50",
+        "norm": "bn",
+        "norm_kwargs": {},
+        "conv": "conv",
+        "conv_kwargs": {},
+        "num_classes": None,  # null = the dataset's number of classes
+        "zero_init_residual": True,
+        "kwargs": {},
+    },
+    "data": {
+        "dataset": "imagenet",
+        "root": None,
+        "download": False,
+        "batch_size": 32,  # images per device
+        "eval_batch_size": None,  # per process; null = the training process batch
+        "workers": 8,
+        "crop_size": 224,
+        "resize_size": 256,
+    },
+    "augment": {
+        "min_scale": 0.08,
+        "color_jitter": 0.4,
+        "lighting": 0.1,
+        "cifar_crop": True,
+        "flip": True,
+    },
+    "loss": {"label_smoothing": 0.0},
+    "eval": {"median_last": 5},
+}
+
+
+def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int] = (1, 5)) -> list[torch.Tensor]:
+    """Number of samples whose target is among the top-k logits, for each k (clipped to the class count)."""
+    kmax = min(max(ks), logits.shape[1])
+    top = logits.topk(kmax, dim=1).indices
+    hits = top.eq(target.view(-1, 1))
+    return [hits[:, : min(k, kmax)].any(dim=1).sum() for k in ks]
+
+
+@torch.no_grad()
+def evaluate_topk(model: nn.Module, loader: Any, device: torch.device, channels_last: bool) -> dict[str, float]:
+    """Top-1 / top-5 error (%) and loss over the loader's samples, summed over all ranks."""
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=device)  # correct@1, correct@5, loss sum, count
+    for images, target in loader:
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        target = target.to(device, non_blocking=True)
+        logits = model(images).float()
+        c1, c5 = topk_correct(logits, target)
+        totals += torch.stack(
+            [c1.double(), c5.double(), F.cross_entropy(logits, target, reduction="sum").double(),
+             torch.tensor(float(target.numel()), dtype=torch.float64, device=device)]
+        )  # fmt: skip
+    all_reduce_sum(totals)
+    n = max(totals[3].item(), 1.0)
+    return {
+        "top1_err": 100.0 * (1.0 - totals[0].item() / n),
+        "top5_err": 100.0 * (1.0 - totals[1].item() / n),
+        "val_loss": totals[2].item() / n,
+        "val_images": int(totals[3].item()),
+    }
+
+
+def build_from_config(cfg: Mapping[str, Any], num_classes: int | None = None) -> nn.Module:
+    """The config's model (``model`` section, with ``train.sync_bn`` / ``train.virtual_devices``)."""
+    model_cfg = dict(cfg["model"])
+    if model_cfg.get("num_classes") is None:
+        model_cfg["num_classes"] = num_classes or 1000
+    train = cfg["train"]
+    return build_model(
+        model_cfg, sync_bn=bool(train.get("sync_bn")), virtual_devices=int(train.get("virtual_devices", 1))
+    )
+
+
+def _describe(run: Session, cfg: Mapping[str, Any], model: nn.Module) -> None:
+    for line in batch_report(
+        model,
+        per_device_batch=run.per_device_batch,
+        virtual_devices=run.virtual_devices,
+        world_size=run.env.world_size,
+        accum_steps=run.accum_steps,
+    ):
+        print0(line)
+    paper_devices = cfg["train"].get("paper_devices")
+    devices = run.env.world_size * run.virtual_devices
+    if paper_devices and devices != paper_devices:
+        print0(
+            f"note: the paper used {paper_devices} devices x {run.per_device_batch} images; this run has {devices} "
+            f"device(s) (total batch {run.total_batch} vs {paper_devices * run.per_device_batch}); "
+            f"add --virtual-devices {max(1, paper_devices // run.env.world_size)} to match its batch arithmetic"
+        )
+
+
+def main(argv: Sequence[str] | None = None, *, paper: str, description: str = "") -> dict[str, Any] | None:
+    """Train and evaluate one config; returns the summary metrics on rank 0 (``None`` elsewhere)."""
+    parser = engine_parser(description or f"{paper}: full-scale classification training")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args, CLASSIFICATION_DEFAULTS)
+    cfg.setdefault("paper", paper)
+    cfg["paper"] = cfg["paper"] or paper
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(cfg, sort_keys=False))
+        return None
+    out_dir = args.out or default_out_dir(cfg, args.config)
+    run = start_session(cfg, out_dir)
+    try:
+        return _train(cfg, args, run)
+    finally:
+        cleanup()
+
+
+def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | None:
+    train_cfg = cfg["train"]
+    train_set, val_set, num_classes = build_classification_datasets(
+        cfg["data"], cfg["augment"], download=bool(cfg["data"].get("download"))
+    )
+    print0(f"data: {len(train_set)} training and {len(val_set)} validation images, {num_classes} classes")
+    model = build_from_config(cfg, num_classes)
+    _describe(run, cfg, model)
+    channels_last = bool(train_cfg["channels_last"])
+    model = prepare_model(model, run.env, channels_last=channels_last, compile=bool(train_cfg["compile"]))
+    loader = train_loader(train_set, run)
+    val_loader = eval_loader(val_set, run, batch_size=cfg["data"].get("eval_batch_size"))
+    optimizer = optimizer_from_config(cfg, model, run.total_batch)
+    scheduler = scheduler_from_config(cfg, optimizer, loader.batch_sampler.steps_per_epoch)
+    precision = Precision(str(train_cfg["amp"]), run.env.device)
+    smoothing = float(cfg["loss"]["label_smoothing"])
+
+    def loss_fn(m: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        images, target = batch
+        logits = m(images)
+        return F.cross_entropy(logits.float(), target, label_smoothing=smoothing), {}
+
+    trainer = Trainer(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        precision=precision,
+        env=run.env,
+        train_loader=loader,
+        loss_fn=loss_fn,
+        epochs=int(train_cfg["epochs"]),
+        out_dir=run.out_dir,
+        config=cfg,
+        evaluate=lambda m: evaluate_topk(m, val_loader, run.env.device, channels_last),
+        eval_every=int(train_cfg["eval_every"]),
+        accum_steps=run.accum_steps,
+        log_every=int(train_cfg["log_every"]),
+        clip_grad_norm=train_cfg.get("clip_grad_norm"),
+        channels_last=channels_last,
+        keep_epoch_checkpoints=bool(train_cfg["keep_epoch_checkpoints"]),
+    )
+    trainer.resume(ckpt.resolve_resume(args.resume, run.out_dir), trusted=args.trusted_checkpoint)
+    if args.eval_only:
+        if args.resume is None:
+            raise SystemExit("--eval-only needs --resume CHECKPOINT (the weights to evaluate)")
+        with torch.no_grad(), precision.autocast():
+            metrics = evaluate_topk(model, val_loader, run.env.device, channels_last)
+        print0(f"evaluation: top-1 error {metrics['top1_err']:.2f}%  top-5 error {metrics['top5_err']:.2f}%")
+        return metrics if run.env.is_main else None
+    history = trainer.fit()
+    n = int(cfg["eval"]["median_last"])
+    metrics = {
+        "top1_err_final": history[-1].get("top1_err") if history else None,
+        "top5_err_final": history[-1].get("top5_err") if history else None,
+        f"top1_err_median_last{n}": median_of_last(history, "top1_err", n),
+        f"top5_err_median_last{n}": median_of_last(history, "top5_err", n),
+        "top1_err_best": min((r["top1_err"] for r in history if "top1_err" in r), default=None),
+    }
+    write_summary(run, cfg, history, metrics)
+    published = cfg.get("published") or {}
+    print0(
+        f"done: top-1 error {metrics['top1_err_final']:.2f}% (median of last {n}: "
+        f"{metrics[f'top1_err_median_last{n}']:.2f}%)"
+        + (f"; published {published.get('value')} ({cfg.get('paper_ref')})" if published else "")
+    )
+    return metrics if run.env.is_main else None

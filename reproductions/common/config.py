@@ -1,0 +1,136 @@
+"""YAML configs with inheritance, checked against the task's defaults, and ``key.sub=value`` overrides.
+
+A config is a nested ``dict``. A file may start from another with ``_base_: other.yaml`` (a path
+relative to the file; a list of bases merges left to right), so each paper-table row is a few lines on
+top of the paper's base config. Loading merges, in order: the task's ``defaults``, the base files, the
+file itself, then command-line overrides (``--set optim.lr=0.05 model.norm_kwargs.num_groups=16``,
+values parsed as YAML). Every key must exist in ``defaults`` (a typo is an error that suggests the
+nearest key), except under keys that end in ``kwargs`` or are listed in ``free``: those hold
+arbitrary keyword arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ConfigError", "apply_overrides", "get", "load_config", "load_yaml", "merge", "set_value"]
+
+BASE_KEY = "_base_"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message says which key in which file, and what to do."""
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """One YAML file as a dict, following ``_base_`` (without defaults or checks)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping at the top level, got {type(data).__name__}")
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        return data
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else list(bases):
+        merged = merge(merged, load_yaml(path.parent / base))
+    return merge(merged, data)
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, anything else in ``update`` replaces ``base``'s value."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _is_free(key: str, free: Iterable[str]) -> bool:
+    return key.endswith("kwargs") or key in free
+
+
+def _check_keys(cfg: Mapping[str, Any], defaults: Mapping[str, Any], where: str, free: tuple[str, ...]) -> None:
+    for key, value in cfg.items():
+        path = f"{where}.{key}" if where else key
+        if key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=3)
+            hint = f" Did you mean {', '.join(repr(f'{where}.{c}' if where else c) for c in close)}?" if close else ""
+            raise ConfigError(f"unknown config key {path!r}.{hint} Known keys here: {', '.join(sorted(defaults))}")
+        if _is_free(key, free):
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigError(f"config key {path!r} holds keyword arguments and must be a mapping, got {value!r}")
+            continue
+        if isinstance(defaults[key], Mapping):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key {path!r} must be a mapping (section), got {value!r}")
+            _check_keys(value, defaults[key], path, free)
+
+
+def get(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    """``get(cfg, "optim.lr")``."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_value(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+    """``set_value(cfg, "optim.lr", 0.05)`` (creates intermediate sections)."""
+    parts = dotted.split(".")
+    node = cfg
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (value parsed as YAML: ``0.1``, ``[30, 60]``, ``null``, ``gn``)."""
+    out = copy.deepcopy(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key.sub=value (e.g. optim.lr=0.05)")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({err})") from err
+        set_value(out, key.strip(), value)
+    return out
+
+
+def load_config(
+    path: str | os.PathLike | None,
+    defaults: Mapping[str, Any],
+    overrides: Iterable[str] = (),
+    free: Iterable[str] = (),
+) -> dict[str, Any]:
+    """``defaults`` <- ``path`` (with its ``_base_`` chain) <- ``overrides``, checked against ``defaults``.
+
+    ``free`` names keys (besides ``*kwargs``) whose contents are not checked (e.g. ``published``).
+    """
+    cfg = merge(defaults, load_yaml(path)) if path is not None else copy.deepcopy(dict(defaults))
+    cfg = apply_overrides(cfg, overrides)
+    try:
+        _check_keys(cfg, defaults, "", tuple(free))
+    except ConfigError as err:
+        raise ConfigError(f"{path or '<defaults>'}: {err}") from None
+    return cfg

@@ -1,0 +1,94 @@
+"""``build_model(model_cfg)``: the papers' classification networks from ``normcore.models``, with the
+engine's BN options applied.
+
+``model_cfg`` is the ``model`` section of a config::
+
+    model:
+      arch: resnet50          # resnet18/34/50/101, bn_inception, nin, small_resnet
+      norm: gn                # any normcore.build_norm name (bn, sync_bn, frozen_bn, ln, in, gn, bcn, none)
+      norm_kwargs: {num_groups: 32}
+      conv: conv              # or ws
+      conv_kwargs: {}
+      num_classes: 1000
+      kwargs: {}              # other keyword arguments of the architecture (dropout, width, ...)
+
+``sync_bn=True`` turns ``bn`` into ``sync_bn`` (statistics over all processes; a single process falls
+back to per-process BN with a warning). ``virtual_devices=D`` passes ``virtual_devices=D`` to every
+``bn``/``bcn`` layer, so one process normalizes each of D slices of its batch separately, as D GPUs
+with per-GPU BN do; the running statistics follow slice 0 (``virtual_running_stats="first"``), which is
+what DDP keeps, so a simulated run and a real one end with the same buffers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+import normcore
+import normcore.models
+
+__all__ = ["ARCHITECTURES", "build_model", "norm_name"]
+
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "bn_inception", "nin", "small_resnet")
+_VIRTUAL_OK = ("bn", "bcn")
+
+
+def norm_name(norm: Any) -> str | None:
+    """The registry's name for a norm spec (``"BatchNorm"`` and ``"batch_norm"`` -> ``"bn"``), from
+    :func:`normcore.norm_aliases`; ``None`` for callables and unknown names."""
+    name = norm.get("name", norm.get("type")) if isinstance(norm, Mapping) else norm
+    if not isinstance(name, str):
+        return None
+
+    def canon(text: str) -> str:  # the registry's rule: case, "_", "-" and spaces do not matter
+        return "".join(ch for ch in text.lower() if ch not in "_- ")
+
+    for canonical, aliases in normcore.norm_aliases().items():
+        if canon(name) in {canon(canonical), *(canon(a) for a in aliases)}:
+            return canonical
+    return None
+
+
+def build_model(
+    model_cfg: Mapping[str, Any],
+    *,
+    sync_bn: bool = False,
+    virtual_devices: int = 1,
+) -> nn.Module:
+    """Build the configured network (see the module docstring). Errors name the config key to fix."""
+    cfg = dict(model_cfg)
+    arch = cfg.get("arch")
+    factory = getattr(normcore.models, str(arch), None) if arch in ARCHITECTURES else None
+    if factory is None:
+        available = [a for a in ARCHITECTURES if hasattr(normcore.models, a)]
+        raise ValueError(f"model.arch={arch!r} is not available; choose one of {', '.join(available)}")
+    norm = cfg.get("norm", "bn")
+    norm_kwargs = dict(cfg.get("norm_kwargs") or {})
+    name = norm_name(norm)
+    if sync_bn:
+        if virtual_devices > 1:
+            raise ValueError("--sync-bn and --virtual-devices exclude each other: SyncBN normalizes over all devices")
+        if name != "bn":
+            raise ValueError(f"--sync-bn applies to norm 'bn', but model.norm is {norm!r}")
+        norm = "sync_bn"
+    if virtual_devices > 1:
+        if name not in _VIRTUAL_OK:
+            raise ValueError(
+                f"--virtual-devices applies to batch-dependent norms ({', '.join(_VIRTUAL_OK)}), but model.norm is "
+                f"{norm!r}; it has no per-device statistics to simulate (leave --virtual-devices at 1)"
+            )
+        norm_kwargs["virtual_devices"] = virtual_devices
+        if name == "bn":
+            norm_kwargs.setdefault("virtual_running_stats", "first")
+    kwargs: dict[str, Any] = dict(cfg.get("kwargs") or {})
+    kwargs.update(norm=norm, norm_kwargs=norm_kwargs or None, num_classes=int(cfg.get("num_classes", 1000)))
+    if cfg.get("conv") not in (None, "conv") or cfg.get("conv_kwargs"):
+        kwargs.update(conv=cfg.get("conv") or "conv", conv_kwargs=cfg.get("conv_kwargs") or None)
+    if "zero_init_residual" in cfg and arch.startswith(("resnet", "small_resnet")):
+        kwargs["zero_init_residual"] = bool(cfg["zero_init_residual"])
+    try:
+        return factory(**kwargs)
+    except TypeError as err:
+        raise TypeError(f"model.arch={arch!r}: {err} (check model.kwargs / model.norm_kwargs)") from err

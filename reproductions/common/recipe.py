@@ -1,0 +1,211 @@
+"""Config sections -> engine objects: the session (process group, seed, run folder), data loaders, the
+optimizer with the linearly scaled LR, the LR scheduler, and the run summary.
+
+A task script is then a few lines (see :mod:`reproductions.common.classification`)::
+
+    run = start_session(cfg, out_dir)                       # distributed setup, seed, batch sizes
+    model = prepare_model(build(cfg), run.env, channels_last=..., compile=...)
+    loader = train_loader(dataset, run)                     # GlobalBatchSampler + SeededDataset
+    optimizer = optimizer_from_config(cfg, model, run.total_batch)
+    scheduler = scheduler_from_config(cfg, optimizer, loader.batch_sampler.steps_per_epoch)
+    trainer = Trainer(...); trainer.resume(...); history = trainer.fit()
+    write_summary(run, cfg, history, {...})
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from reproductions.common import atomic
+from reproductions.common.distributed import DistEnv, init_distributed, print0
+from reproductions.common.manifest import build_manifest
+from reproductions.common.optim import build_optimizer
+from reproductions.common.sampling import GlobalBatchSampler, SeededDataset, ShardSampler
+from reproductions.common.schedules import build_scheduler, scaled_lr
+from reproductions.common.trainer import seed_all
+
+__all__ = [
+    "Session",
+    "eval_loader",
+    "median_of_last",
+    "optimizer_from_config",
+    "scheduler_from_config",
+    "start_session",
+    "train_loader",
+    "write_summary",
+]
+
+
+@dataclass
+class Session:
+    """One training run: where it runs, its folder, and its batch arithmetic."""
+
+    env: DistEnv
+    out_dir: Path
+    per_device_batch: int
+    virtual_devices: int
+    accum_steps: int
+    workers: int
+    seed: int
+    started: float
+
+    @property
+    def process_batch(self) -> int:
+        """Images per micro-batch in this process (per-device batch x virtual devices)."""
+        return self.per_device_batch * self.virtual_devices
+
+    @property
+    def total_batch(self) -> int:
+        """Images per optimizer step over all processes and accumulation steps."""
+        return self.process_batch * self.env.world_size * self.accum_steps
+
+
+def start_session(cfg: Mapping[str, Any], out_dir: str | Path, *, batch_key: str = "data.batch_size") -> Session:
+    """Join the process group (torchrun) or run alone, seed every RNG with ``train.seed``, create
+    ``out_dir`` and write ``manifest.json`` there (rank 0)."""
+    from reproductions.common.config import get
+
+    train = cfg["train"]
+    env = init_distributed(str(train.get("device", "auto")))
+    seed_all(int(train["seed"]))
+    out = Path(out_dir)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(out / "manifest.json", build_manifest(dict(cfg)))
+    per_device = int(get(cfg, batch_key))
+    virtual = int(train.get("virtual_devices", 1))
+    accum = int(train.get("accum_steps", 1))
+    if min(per_device, virtual, accum) < 1:
+        raise ValueError(
+            f"batch size, virtual devices and accumulation steps must be >= 1: {per_device=} {virtual=} {accum=}"
+        )
+    workers = int(get(cfg, "data.workers", 4) or 0)
+    return Session(env, out, per_device, virtual, accum, workers, int(train["seed"]), time.time())
+
+
+def train_loader(
+    dataset: Dataset,
+    run: Session,
+    *,
+    collate_fn: Callable | None = None,
+    shuffle: bool = True,
+) -> DataLoader:
+    """Training loader: :class:`SeededDataset` (per-sample augmentation seeds) under a
+    :class:`GlobalBatchSampler` (this rank's slice of each global batch)."""
+    sampler = GlobalBatchSampler(
+        len(dataset),  # type: ignore[arg-type]
+        run.process_batch,
+        world_size=run.env.world_size,
+        rank=run.env.rank,
+        accum_steps=run.accum_steps,
+        shuffle=shuffle,
+        seed=run.seed,
+    )
+    return DataLoader(
+        SeededDataset(dataset, run.seed),
+        batch_sampler=sampler,
+        num_workers=run.workers,
+        pin_memory=run.env.device.type == "cuda",
+        collate_fn=collate_fn,
+        persistent_workers=False,
+    )
+
+
+def eval_loader(dataset: Dataset, run: Session, *, batch_size: int | None = None, collate_fn: Callable | None = None):
+    """Evaluation loader over this rank's shard (every sample once over all ranks, in order)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size or run.process_batch,
+        sampler=ShardSampler(len(dataset), world_size=run.env.world_size, rank=run.env.rank),  # type: ignore[arg-type]
+        num_workers=run.workers,
+        pin_memory=run.env.device.type == "cuda",
+        collate_fn=collate_fn,
+    )
+
+
+def optimizer_from_config(cfg: Mapping[str, Any], model: nn.Module, total_batch: int) -> torch.optim.Optimizer:
+    """The ``optim`` section's optimizer with ``lr`` scaled linearly from ``reference_batch`` to
+    ``total_batch`` (printed on rank 0)."""
+    o = cfg["optim"]
+    lr = scaled_lr(float(o["lr"]), total_batch, o.get("reference_batch"))
+    ref = o.get("reference_batch")
+    print0(
+        f"learning rate: {lr:.6g}"
+        + (f" = {o['lr']} x {total_batch} / {ref} (linear scaling)" if ref else " (no linear scaling)")
+    )
+    return build_optimizer(
+        model,
+        name=o["name"],
+        lr=lr,
+        weight_decay=float(o["weight_decay"]),
+        norm_weight_decay=o.get("norm_weight_decay"),
+        bias_weight_decay=o.get("bias_weight_decay"),
+        momentum=float(o["momentum"]),
+        nesterov=bool(o["nesterov"]),
+        betas=tuple(o["betas"]),
+        eps=float(o["eps"]),
+        alpha=float(o["alpha"]),
+    )
+
+
+def scheduler_from_config(
+    cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The ``schedule`` section as a per-step ``LambdaLR`` over ``train.epochs`` epochs."""
+    s = cfg["schedule"]
+    return build_scheduler(
+        optimizer,
+        kind=s["kind"],
+        steps_per_epoch=steps_per_epoch,
+        epochs=float(cfg["train"]["epochs"]),
+        milestones=s.get("milestones") or (),
+        milestones_unit=s.get("milestones_unit", "epoch"),
+        gamma=float(s["gamma"]),
+        power=float(s["power"]),
+        warmup=float(s.get("warmup") or 0),
+        warmup_unit=s.get("warmup_unit", "epoch"),
+        warmup_start_factor=float(s["warmup_start_factor"]),
+    )
+
+
+def median_of_last(history: Sequence[Mapping[str, Any]], key: str, n: int) -> float | None:
+    """Median of ``key`` over the last ``n`` epochs that report it (GN paper §4.1: "the median error of
+    the final 5 epochs"); ``None`` if no epoch does. Fewer than ``n`` epochs: the median of those."""
+    values = [float(r[key]) for r in history if r.get(key) is not None]
+    return statistics.median(values[-n:]) if values else None
+
+
+def write_summary(run: Session, cfg: Mapping[str, Any], history: Sequence[Mapping[str, Any]], metrics: dict) -> Path:
+    """``summary.json`` in the run folder (rank 0): the row it reproduces, the published value, the
+    measured metrics, the last epoch's record, and the environment manifest."""
+    path = run.out_dir / "summary.json"
+    if not run.env.is_main:
+        return path
+    summary = {
+        "name": cfg.get("name"),
+        "paper": cfg.get("paper"),
+        "paper_ref": cfg.get("paper_ref"),
+        "published": cfg.get("published"),
+        "metrics": metrics,
+        "epochs_completed": len(history),
+        "last_epoch": dict(history[-1]) if history else None,
+        "batch": {
+            "per_device": run.per_device_batch,
+            "devices": run.env.world_size * run.virtual_devices,
+            "processes": run.env.world_size,
+            "virtual_devices": run.virtual_devices,
+            "accum_steps": run.accum_steps,
+            "total": run.total_batch,
+        },
+        "manifest": build_manifest(dict(cfg), time.time() - run.started),
+    }
+    return atomic.write_json(path, summary)
