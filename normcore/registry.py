@@ -69,10 +69,13 @@ class _Registry:
         keys = [self.canonical(name), *(self.canonical(a) for a in aliases)]
         for key in keys:
             owner = self.lookup.get(key)
-            if owner is not None and owner != name and not force:
+            if owner is not None and not force:
                 raise KeyError(
                     f"{self.kind} name {key!r} is already registered for {owner!r}; pass force=True to replace it"
                 )
+        self.entries.pop(name, None)
+        for key in [k for k, owner in self.lookup.items() if owner == name]:
+            del self.lookup[key]  # a replaced entry's old aliases must not point at the new factory
         self.entries[name] = _Entry(name, factory, tuple(aliases), summary)
         for key in keys:
             self.lookup[key] = name
