@@ -80,6 +80,7 @@ class NormPropConv2d(nn.Conv2d):
         dilation: Any = 1,
         groups: int = 1,
         bias: bool = True,
+        padding_mode: str = "zeros",
         *,
         gamma_init: float = 1.0,
         device: Any = None,
@@ -94,6 +95,7 @@ class NormPropConv2d(nn.Conv2d):
             dilation,
             groups,
             bias,
+            padding_mode,
             device=device,
             dtype=dtype,
         )
