@@ -29,10 +29,10 @@ from normcore._validation import (
 __all__ = ["BatchNorm", "FrozenBatchNorm", "FrozenBatchNorm2d", "SyncBatchNorm"]
 
 
-def _keep_stats_fp32(module: nn.Module) -> None:
+def _keep_stats_fp32(module: nn.Module, names: tuple[str, ...] = ("running_mean", "running_var")) -> None:
     """Running statistics stay float32 under ``model.half()``/``.bfloat16()``: a float16
     ``running_var`` overflows past 65504 (NVIDIA/apex#144)."""
-    for name in ("running_mean", "running_var"):
+    for name in names:
         buf = getattr(module, name, None)
         if buf is not None and buf.dtype in LOW_PRECISION:
             setattr(module, name, buf.float())

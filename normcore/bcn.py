@@ -27,7 +27,7 @@ from torch import nn
 
 from normcore import functional as Fn
 from normcore._validation import check_channels, check_float, check_group_values, check_rank, resolve_groups
-from normcore.batchnorm import BatchNorm
+from normcore.batchnorm import BatchNorm, _keep_stats_fp32
 
 __all__ = ["BatchChannelNorm", "EstimatedBatchNorm"]
 
@@ -69,6 +69,11 @@ class EstimatedBatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
         self.register_buffer("estbn_moving_speed", torch.full((1,), float(moving_speed), device=device))
         self._speed_checked = False
+
+    def _apply(self, fn, recurse=True):  # type: ignore[override]
+        out = super()._apply(fn, recurse)
+        _keep_stats_fp32(self, ("running_mean", "running_var", "estbn_moving_speed"))
+        return out
 
     @property
     def num_channels(self) -> int:

@@ -12,6 +12,7 @@ from torch import nn
 
 from normcore import functional as Fn
 from normcore._validation import check_channels, check_float, check_rank
+from normcore.batchnorm import _keep_stats_fp32
 
 __all__ = ["InstanceNorm"]
 
@@ -71,6 +72,11 @@ class InstanceNorm(nn.Module):
     @property
     def num_channels(self) -> int:
         return self.num_features
+
+    def _apply(self, fn, recurse=True):  # type: ignore[override]
+        out = super()._apply(fn, recurse)
+        _keep_stats_fp32(self)
+        return out
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors):
         if not self.track_running_stats:
