@@ -4,7 +4,10 @@ joe-siyuan-qiao/WeightStandardization).
 Each conv keeps its raw ``weight`` parameter under the usual key (so DDP, deepcopy and plain-conv
 checkpoints behave as for ``nn.Conv2d``) and standardizes it inside ``forward``, in the autograd graph
 (standardizing outside it is the classic port bug, joe-siyuan-qiao/WeightStandardization#11). In eval
-mode without gradients the standardized weight is cached until the weight changes.
+mode without gradients the standardized weight is cached until the weight changes: a change is seen
+through the weight's version counter (optimizer steps, ``load_state_dict``, in-place ops under
+``torch.no_grad()``) or a new tensor. In-place changes through ``weight.data`` bypass the version
+counter; after one, call ``module.train(module.training)`` (or ``.eval()``) to drop the cache.
 
 Which conv to standardize matters: only convs whose output feeds a normalization layer (WS paper §3;
 the official README: "only replace convolutional layers that are followed by normalization layers").
