@@ -35,15 +35,22 @@ def check_rank(x: torch.Tensor, layer: str, min_dim: int, max_dim: int | None = 
         )
 
 
-def check_channels(x: torch.Tensor, layer: str, num_channels: int, dim: int = 1) -> None:
-    """Raise ``ValueError`` if the channel dimension of ``x`` is not ``num_channels``."""
-    if x.shape[dim] != num_channels:
-        where = "dim 1 (channels-first layout (N, C, *))" if dim == 1 else f"dim {dim}"
+def check_channels(x: torch.Tensor, layer: str, num_channels: int, *, features_last: bool = False) -> None:
+    """Raise ``ValueError`` if the channel dimension of ``x`` (dim 1, or the last dim for
+    ``features_last`` layers) is not ``num_channels``."""
+    dim = x.dim() - 1 if features_last else 1
+    if x.shape[dim] == num_channels:
+        return
+    if features_last:
         raise ValueError(
-            f"{layer} was built for {num_channels} channels but got {x.shape[dim]} at {where}, "
-            f"input shape {tuple(x.shape)}. For channels-last data permute it first, "
-            f"e.g. x.permute(0, 3, 1, 2) for (N, H, W, C)."
+            f"{layer} was built for {num_channels} features but got {x.shape[dim]} in the last dimension, "
+            f"input shape {tuple(x.shape)}. Features come last: (N, F) or (N, T, F)."
         )
+    raise ValueError(
+        f"{layer} was built for {num_channels} channels but got {x.shape[dim]} at dim 1 (channels-first "
+        f"layout (N, C, *)), input shape {tuple(x.shape)}. For channels-last data permute it first, "
+        f"e.g. x.permute(0, 3, 1, 2) for (N, H, W, C)."
+    )
 
 
 def valid_group_counts(num_channels: int) -> list[int]:

@@ -36,6 +36,11 @@ class FeatureLayerNorm(nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
+        if num_features < 2:
+            raise ValueError(
+                f"FeatureLayerNorm({num_features}): normalizing over fewer than 2 features maps every input to "
+                f"the bias. Use at least 2 features, or no normalization."
+            )
         self.num_features = num_features
         self.eps = eps
         self.affine = affine
@@ -54,7 +59,7 @@ class FeatureLayerNorm(nn.Module):
         name = type(self).__name__
         check_float(x, name)
         check_rank(x, name, 1, layout="(..., F): features last")
-        check_channels(x, name, self.num_features, dim=x.dim() - 1)
+        check_channels(x, name, self.num_features, features_last=True)
         return Fn.feature_layer_norm(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
