@@ -65,9 +65,12 @@ class InstanceNorm(nn.Module):
         if track_running_stats:
             self.register_buffer("running_mean", torch.zeros(num_channels, device=device))
             self.register_buffer("running_var", torch.ones(num_channels, device=device))
+            # Unused by the formula; kept so state dicts match nn.InstanceNorm2d's keys (which counts nothing either).
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
 
     @property
     def num_channels(self) -> int:
