@@ -11,6 +11,7 @@ a normalization layer (WS paper §3), so every model applies WS by the same rule
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ from normcore.convert import convert_convs, find_convs_feeding_norms, is_norm
 from normcore.registry import NormSpec, build_conv, norm_layer
 
 __all__ = [
+    "ConvNormAct",
     "ConvSpec",
     "apply_conv_choice",
     "init_conv_he",
@@ -39,6 +41,51 @@ def make_norm_layer(norm: NormSpec, norm_kwargs: Mapping[str, Any] | None = None
     """``num_channels -> Module`` for ``norm`` with ``norm_kwargs`` (what torchvision's ``norm_layer=``
     expects). Unknown names fail here, before any layer is built."""
     return norm_layer(norm, **dict(norm_kwargs or {}))
+
+
+class ConvNormAct(nn.Sequential):
+    """``conv -> norm -> act`` with named children ``conv``, ``norm``, ``act`` (``act`` omitted when
+    ``act=None``). The conv has a bias only when no norm follows it (``norm`` builds ``nn.Identity``),
+    since a norm's beta makes a bias before it redundant (BN paper §3.2). :meth:`preactivation` returns
+    the input of the nonlinearity."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        norm: Callable[[int], nn.Module],
+        stride: int = 1,
+        padding: int = 0,
+        act: Callable[[], nn.Module] | None = nn.ReLU,
+        conv: Callable[..., nn.Module] = nn.Conv2d,
+    ) -> None:
+        norm_module = norm(out_channels)
+        layers = OrderedDict[str, nn.Module](
+            {
+                "conv": conv(
+                    in_channels,
+                    out_channels,
+                    kernel_size,
+                    stride=stride,
+                    padding=padding,
+                    bias=isinstance(norm_module, nn.Identity),
+                ),
+                "norm": norm_module,
+            }
+        )
+        if act is not None:
+            layers["act"] = act()
+        super().__init__(layers)
+
+    def preactivation(self, x: torch.Tensor) -> torch.Tensor:
+        """``norm(conv(x))``: what the nonlinearity receives."""
+        return self.norm(self.conv(x))
+
+    def activate(self, u: torch.Tensor) -> torch.Tensor:
+        """The nonlinearity applied to a pre-activation (identity when built with ``act=None``)."""
+        return self.act(u) if "act" in self._modules else u
 
 
 def _is_plain_conv_choice(conv: ConvSpec, conv_kwargs: Mapping[str, Any]) -> bool:
