@@ -1,0 +1,138 @@
+"""ImageNet-pretrained backbones for the dense tasks: read a classification-engine checkpoint or a
+torchvision-format ``state_dict`` file with ``torch.load(weights_only=True)``, load it into a ResNet,
+and report what did not match, layer by layer.
+
+Accepted files:
+
+* a checkpoint of this engine (``checkpoint.pt`` of a ``train_imagenet.py`` run): its ``model``;
+* a plain ``state_dict`` (torchvision's ``resnet50-*.pth``), or a dict holding one under
+  ``state_dict`` or ``model`` (the official WS/BCN ``.pth.tar`` files); ``module.`` and
+  ``_orig_mod.`` prefixes (DDP, ``torch.compile``) are stripped.
+
+The classifier (``fc.*``) is never loaded: detection and segmentation drop it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from reproductions.common.checkpoint import load_checkpoint
+from reproductions.common.trainer import CHECKPOINT_FORMAT
+
+__all__ = ["LoadReport", "freeze_resnet_stages", "load_backbone_weights", "read_state_dict"]
+
+_PREFIXES = ("module.", "_orig_mod.")
+RESNET_STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
+"""torchvision ResNet stages from the input on (``conv1`` includes ``bn1``)."""
+
+
+def read_state_dict(path: str | os.PathLike, *, trusted: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (see the module docstring), loaded with ``weights_only=True``
+    unless ``trusted``."""
+    state: Any = load_checkpoint(path, trusted=trusted, map_location="cpu")
+    if isinstance(state, Mapping) and state.get("format") == CHECKPOINT_FORMAT:
+        state = state["model"]
+    elif isinstance(state, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), Mapping):
+                state = state[key]
+                break
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
+    out = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        for prefix in _PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix) :]
+        out[key] = value
+    if not out:
+        raise ValueError(f"{path} holds no tensors; is it a weights file?")
+    return out
+
+
+def _by_layer(keys: Iterable[str]) -> list[str]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for key in keys:
+        layer, _, name = key.rpartition(".")
+        groups[layer].append(name)
+    return [f"{layer or '<root>'} ({', '.join(names)})" for layer, names in groups.items()]
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_backbone_weights` did: loaded keys, and the mismatches grouped by layer."""
+
+    path: str
+    loaded: int = 0
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatch: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"pretrained backbone {self.path}: loaded {self.loaded} tensors"]
+        if self.missing:
+            out.append(f"  not in the file (kept at initialization): {'; '.join(_by_layer(self.missing))}")
+        if self.unexpected:
+            out.append(f"  in the file but not in the model (ignored): {'; '.join(_by_layer(self.unexpected))}")
+        if self.shape_mismatch:
+            out.append(f"  shape differs (kept at initialization): {'; '.join(self.shape_mismatch)}")
+        return out
+
+
+def load_backbone_weights(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    trusted: bool = False,
+    ignore_prefixes: tuple[str, ...] = ("fc.",),
+) -> LoadReport:
+    """Load ``path`` into ``model`` (a torchvision-layout ResNet), skipping ``ignore_prefixes`` and
+    tensors whose shape differs. Raises if no tensor matches (the wrong file or architecture);
+    otherwise returns a :class:`LoadReport` naming every missing or unexpected tensor by layer (e.g. a
+    BN checkpoint in a GN model: ``running_mean``/``running_var`` unexpected)."""
+    state = {k: v for k, v in read_state_dict(path, trusted=trusted).items() if not k.startswith(ignore_prefixes)}
+    own = model.state_dict()
+    report = LoadReport(str(Path(path)))
+    usable = {}
+    for key, value in state.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif own[key].shape != value.shape:
+            report.shape_mismatch.append(
+                f"{key} {tuple(value.shape)} in the file, {tuple(own[key].shape)} in the model"
+            )
+        else:
+            usable[key] = value
+    report.missing = [k for k in own if k not in usable and not k.startswith(ignore_prefixes) and k not in state]
+    if not usable:
+        raise ValueError(
+            f"{path}: none of its {len(state)} tensors matches the model (first keys: {list(state)[:3]}; the model "
+            f"has {list(own)[:3]}). Is it a ResNet of the same depth in torchvision's layout?"
+        )
+    model.load_state_dict(usable, strict=False)
+    report.loaded = len(usable)
+    return report
+
+
+def freeze_resnet_stages(model: nn.Module, trainable_stages: int) -> None:
+    """Stop gradients in all but the last ``trainable_stages`` of the 5 ResNet stages (torchvision's
+    ``trainable_layers``; Detectron's ``FREEZE_AT: 2`` = 3 trainable stages; 5 = train everything, as
+    from scratch). Frozen norms keep their mode: batch norms that must not update statistics should
+    be :class:`normcore.FrozenBatchNorm` (BN*)."""
+    if not 0 <= trainable_stages <= len(RESNET_STAGES):
+        raise ValueError(f"trainable_layers must be in 0..5, got {trainable_stages}")
+    trainable = RESNET_STAGES[len(RESNET_STAGES) - trainable_stages :]
+    for name, param in model.named_parameters():
+        stage = "conv1" if name.startswith("bn1.") else name.split(".")[0]
+        if stage in RESNET_STAGES and stage not in trainable:
+            param.requires_grad_(False)
