@@ -63,6 +63,7 @@ def test_resnet_norm_kwargs_and_in_channels():
         M.resnet18(norm="group_nrom")
 
 
+@pytest.mark.slow
 def test_resnet50_ws_conversion_count():
     model = M.resnet50(norm="gn", conv="ws")
     # stem + 3 convs in each of 16 bottlenecks + 4 downsample projections: every conv feeds a norm
@@ -70,24 +71,25 @@ def test_resnet50_ws_conversion_count():
     assert _count(model, normcore.GroupNorm) == 1 + 3 * 16 + 4
 
 
+@pytest.mark.slow
 def test_resnet50_state_dict_matches_torchvision():
     reference = torchvision.models.resnet50()
-    for conv in CONVS:
-        model = M.resnet50(norm="bn", conv=conv)
-        assert list(model.state_dict()) == list(reference.state_dict())
     model = M.resnet50(norm="bn")
-    model.load_state_dict(reference.state_dict())  # strict
+    assert list(model.state_dict()) == list(reference.state_dict())
+    model.load_state_dict(reference.state_dict())  # strict: torchvision checkpoints load
     reference.eval()
     model.eval()
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(model(x), reference(x))
+    # WS keeps the conv's ``weight`` key (cheaper check on ResNet-18)
+    assert list(M.resnet18(conv="ws").state_dict()) == list(torchvision.models.resnet18().state_dict())
 
 
 def test_resnet_init_he_and_unit_gamma():
-    model = M.resnet50(norm="bn", zero_init_residual=False)
-    w = model.layer3[0].conv2.weight  # 3x3, 256 -> 256: fan_out = 9 * 256
-    expected = (2 / (9 * 256)) ** 0.5  # He normal, fan_out mode; 590k samples: std estimate within 1%
-    assert abs(w.std().item() / expected - 1) < 0.01
+    model = M.resnet18(norm="bn", zero_init_residual=False, in_channels=1)
+    for conv, fan_out in ((model.layer3[0].conv2, 9 * 256), (model.conv1, 49 * 64)):
+        expected = (2 / fan_out) ** 0.5  # He normal, fan_out mode; >= 3k samples: std within 5%
+        assert abs(conv.weight.std().item() / expected - 1) < 0.05
     gammas = torch.cat([m.weight for m in model.modules() if isinstance(m, normcore.BatchNorm)])
     assert torch.equal(gammas, torch.ones_like(gammas))
 
@@ -352,6 +354,7 @@ def test_bn_inception_norms(norm, conv):
     assert all((m.bias is None) == (norm != "none") for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
+@pytest.mark.slow
 def test_bn_inception_spatial_sizes_at_224():
     model = M.bn_inception(num_classes=3).eval()
     sizes = {}

@@ -64,10 +64,14 @@ def _finish(
     conv: ConvSpec,
     conv_kwargs: Mapping[str, Any] | None,
     zero_init_residual: bool,
+    *,
+    he_init: bool = True,
 ) -> nn.Module:
-    """Conv choice, then the shared initialisation (He convs, gamma 1 / beta 0, zero last gammas)."""
+    """Conv choice, then the shared initialisation (He convs unless already done, gamma 1 / beta 0, zero
+    last gammas)."""
     apply_conv_choice(model, conv, conv_kwargs)
-    init_conv_he(model)
+    if he_init:
+        init_conv_he(model)
     reset_norm_affine(model)
     if zero_init_residual:
         zero_init_residual_norms(residual_last_norms(model))
@@ -116,7 +120,9 @@ def _torchvision_resnet(
     _fill_norm_slots(model, make_norm_layer(norm, norm_kwargs))
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    return _finish(model, conv, conv_kwargs, zero_init_residual)  # type: ignore[return-value]
+        init_conv_he(model.conv1)
+    # torchvision's constructor already gave every conv He normal (fan_out) init, the same as init_conv_he
+    return _finish(model, conv, conv_kwargs, zero_init_residual, he_init=False)  # type: ignore[return-value]
 
 
 _RESNET_DOC = """ResNet-{depth} (He et al. 2016, Table 1) built by torchvision with ``norm_layer`` from the
@@ -140,62 +146,40 @@ _RESNET_DOC = """ResNet-{depth} (He et al. 2016, Table 1) built by torchvision w
     """
 
 
-def resnet18(
-    *,
-    norm: NormSpec = "bn",
-    conv: ConvSpec = "conv",
-    num_classes: int = 1000,
-    zero_init_residual: bool = True,
-    norm_kwargs: Mapping[str, Any] | None = None,
-    conv_kwargs: Mapping[str, Any] | None = None,
-    in_channels: int = 3,
-) -> tv_resnet.ResNet:
-    return _torchvision_resnet(tv_resnet.BasicBlock, [2, 2, 2, 2], **locals())
+def _resnet_builder(
+    depth: int, block: type[nn.Module], layers: list[int], n_convs: int
+) -> Callable[..., tv_resnet.ResNet]:
+    def build(
+        *,
+        norm: NormSpec = "bn",
+        conv: ConvSpec = "conv",
+        num_classes: int = 1000,
+        zero_init_residual: bool = True,
+        norm_kwargs: Mapping[str, Any] | None = None,
+        conv_kwargs: Mapping[str, Any] | None = None,
+        in_channels: int = 3,
+    ) -> tv_resnet.ResNet:
+        return _torchvision_resnet(
+            block,
+            layers,
+            norm=norm,
+            conv=conv,
+            num_classes=num_classes,
+            zero_init_residual=zero_init_residual,
+            norm_kwargs=norm_kwargs,
+            conv_kwargs=conv_kwargs,
+            in_channels=in_channels,
+        )
+
+    build.__name__ = build.__qualname__ = f"resnet{depth}"
+    build.__doc__ = _RESNET_DOC.format(depth=depth, n_convs=n_convs)
+    return build
 
 
-def resnet34(
-    *,
-    norm: NormSpec = "bn",
-    conv: ConvSpec = "conv",
-    num_classes: int = 1000,
-    zero_init_residual: bool = True,
-    norm_kwargs: Mapping[str, Any] | None = None,
-    conv_kwargs: Mapping[str, Any] | None = None,
-    in_channels: int = 3,
-) -> tv_resnet.ResNet:
-    return _torchvision_resnet(tv_resnet.BasicBlock, [3, 4, 6, 3], **locals())
-
-
-def resnet50(
-    *,
-    norm: NormSpec = "bn",
-    conv: ConvSpec = "conv",
-    num_classes: int = 1000,
-    zero_init_residual: bool = True,
-    norm_kwargs: Mapping[str, Any] | None = None,
-    conv_kwargs: Mapping[str, Any] | None = None,
-    in_channels: int = 3,
-) -> tv_resnet.ResNet:
-    return _torchvision_resnet(tv_resnet.Bottleneck, [3, 4, 6, 3], **locals())
-
-
-def resnet101(
-    *,
-    norm: NormSpec = "bn",
-    conv: ConvSpec = "conv",
-    num_classes: int = 1000,
-    zero_init_residual: bool = True,
-    norm_kwargs: Mapping[str, Any] | None = None,
-    conv_kwargs: Mapping[str, Any] | None = None,
-    in_channels: int = 3,
-) -> tv_resnet.ResNet:
-    return _torchvision_resnet(tv_resnet.Bottleneck, [3, 4, 23, 3], **locals())
-
-
-resnet18.__doc__ = _RESNET_DOC.format(depth=18, n_convs=20)
-resnet34.__doc__ = _RESNET_DOC.format(depth=34, n_convs=36)
-resnet50.__doc__ = _RESNET_DOC.format(depth=50, n_convs=53)
-resnet101.__doc__ = _RESNET_DOC.format(depth=101, n_convs=104)
+resnet18 = _resnet_builder(18, tv_resnet.BasicBlock, [2, 2, 2, 2], n_convs=20)
+resnet34 = _resnet_builder(34, tv_resnet.BasicBlock, [3, 4, 6, 3], n_convs=36)
+resnet50 = _resnet_builder(50, tv_resnet.Bottleneck, [3, 4, 6, 3], n_convs=53)
+resnet101 = _resnet_builder(101, tv_resnet.Bottleneck, [3, 4, 23, 3], n_convs=104)
 
 
 # --------------------------------------------------------------------------------------------------
