@@ -3,24 +3,24 @@ convolution) from the normcore registry: ``norm`` is a registered name, a config
 ``num_channels -> Module`` or ``None``; ``conv`` is ``"conv"``, ``"ws"`` or a config dict, applied with
 :func:`normcore.convert_convs` to the convolutions that feed a norm.
 
-======================================  ==========================================================  =========
-builder                                 architecture (paper, section)                               module
-======================================  ==========================================================  =========
-``resnet18/34/50/101``                  ImageNet ResNets, torchvision-built (He et al. 2016 Table 1;  resnet
-                                        GN paper §4.1 init: last gamma of each block 0; WS paper §6)
-``small_resnet``                        CIFAR ResNet, 6n+2 layers (He et al. 2016 §4.2), CPU scale  resnet
-``mnist_mlp``                           BN paper §4.1 / Fig. 1: 3x100 sigmoid MLP on MNIST           mlp
-``mlp``                                 general MLP; LN paper §6.6: 784-1000-1000-10, LN on hidden  mlp
-``bn_inception``                        BN paper §4.2 and appendix table: BN-Inception               inception
-``nin``                                 Network in Network (Lin et al. 2014), NormProp paper §5      nin
-                                        (NormProp conv + ReLU, or BN, or no norm)
-``johnson_generator``                   IN paper §3: Johnson et al. residual generator               stylization
-                                        (texture_nets ``models/johnson.lua``)
-``texture_net_generator``               IN paper §3: Ulyanov et al. multi-scale generator            stylization
-                                        (texture_nets ``models/pyramid.lua``)
-``LNLSTMCell``, ``LSTM``                LN paper §3.1 + supplementary LSTM equations: LN-LSTM        lstm
-``sequential_mnist_classifier``         row-by-row MNIST with an (LN-)LSTM, CPU-scale LN check       lstm
-======================================  ==========================================================  =========
+Builders (module in brackets):
+
+* ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101`` [resnet]: ImageNet ResNets as torchvision builds
+  them (He et al. 2016, Table 1), with the GN paper's init (§4.1: last gamma of each block 0); the GN and
+  WS papers' ImageNet models.
+* ``small_resnet`` [resnet]: the CIFAR ResNet, 6n+2 layers (He et al. 2016, §4.2), for CPU-scale runs.
+* ``mnist_mlp`` [mlp]: the BN paper's MNIST network (§4.1, Figure 1): 3 x 100 sigmoid units.
+* ``mlp`` [mlp]: general MLP; the LN paper's permutation-invariant MNIST net (§6.6, 784-1000-1000-10).
+* ``bn_inception`` [inception]: BN-Inception (BN paper §4.2 and its appendix table).
+* ``nin`` [nin]: Network in Network (Lin et al. 2014), the family of the NormProp paper's experiments,
+  with NormProp conv + ReLU, a registry norm, or no norm.
+* ``johnson_generator`` [stylization]: the IN paper's Johnson et al. residual generator (§3; texture_nets
+  ``models/johnson.lua``).
+* ``texture_net_generator`` [stylization]: the IN paper's Ulyanov et al. multi-scale generator (§3;
+  texture_nets ``models/pyramid.lua``).
+* ``LNLSTMCell``, ``LSTM`` [lstm]: the LN-LSTM (LN paper §3.1 and the supplementary LSTM equations) and
+  the plain LSTM with the same parametrisation.
+* ``sequential_mnist_classifier`` [lstm]: row-by-row MNIST with an (LN-)LSTM, a CPU-scale LN check.
 
 Shared pieces (:mod:`normcore.models.common`): :func:`zero_init_last_gamma` (what "gamma" means for each
 norm, BCN and FrozenBN included) and :func:`apply_conv_choice`. Each builder's docstring states how it

@@ -144,7 +144,7 @@ def reset_norm_affine(model: nn.Module) -> None:
 def zero_init_last_gamma(norm_module: nn.Module) -> bool:
     r"""Set the scale gamma of ``norm_module`` to 0, so that a residual branch ending in it outputs its
     beta (0 at init) and the block starts as the identity (GN paper §4.1: "gamma = 0 for the last
-    normalization layer of each residual block"; Goyal et al. 2017, §5.1).
+    normalization layer of each residual block"; also Goyal et al. 2017).
 
     What "gamma" is, per norm:
 

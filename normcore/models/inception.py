@@ -1,5 +1,5 @@
 r"""BN-Inception: the Inception variant of the BN paper (Ioffe & Szegedy 2015, §4.2 and the architecture
-table of its appendix, Figure 5): GoogLeNet (Szegedy et al. 2014) with each 5x5 conv replaced by two 3x3
+table of its appendix): GoogLeNet (Szegedy et al. 2014) with each 5x5 conv replaced by two 3x3
 convs (up to 128 filters), BN before every nonlinearity, and stride-2 Inception modules (3c, 4e) whose
 pooling branch passes through.
 
@@ -7,13 +7,14 @@ Layer table (224x224 input). The filter counts are the BN paper's appendix table
 checked against two third-party implementations that agree on every count: tensorpack
 ``examples/Inception/inception-bn.py`` and the PyTorch port of yjxiong's Caffe BN-Inception (read in
 the copy at artmerinov/holoassist-challenge ``src/archs/bn_inception.py``; module output depths 256, 320,
-576, 576, 576, 608, 608, 1056, 1024, 1024). We could not open the
-paper's table itself from here. No code is taken from either implementation.
+576, 576, 576, 608, 608, 1056, 1024, 1024). We could not open the paper's table itself from here. No
+code is taken from either implementation.
+
+Stem: conv 7x7/2 (64), max pool 3x3/2, conv 1x1 (64), conv 3x3 (192), max pool 3x3/2. Then:
 
 =====  ====  ======  ====  ==========  ========  ===========  ======  =====
 stage  1x1   3x3red  3x3   d3x3red     d3x3      pool         proj    out
 =====  ====  ======  ====  ==========  ========  ===========  ======  =====
-stem   conv 7x7/2 64, max pool 3x3/2, conv 1x1 64, conv 3x3 192, max pool 3x3/2           192
 3a     64    64      64    64          96        avg          32      256
 3b     64    64      96    64          96        avg          64      320
 3c     --    128     160/2 64          96/2      max/2        pass    576
@@ -24,22 +25,21 @@ stem   conv 7x7/2 64, max pool 3x3/2, conv 1x1 64, conv 3x3 192, max pool 3x3/2 
 4e     --    128     192/2 192         256/2     max/2        pass    1056
 5a     352   192     320   160         224       avg          128     1024
 5b     352   192     320   192         224       max          128     1024
-head   global average pool, dropout, fully connected                                 classes
 =====  ====  ======  ====  ==========  ========  ===========  ======  =====
 
-("/2": stride 2; "pass": the pooled input is concatenated unchanged.) A third-party reimplementation
+Head: global average pool, dropout, fully connected. ("/2": stride 2; "pass": the pooled input is
+concatenated unchanged.) A third-party reimplementation
 notes that the paper's printed output depths disagree with its filter counts in places
 (Keith-Dao/PyTorch-Models ``CNN/InceptionV2/README.md``); like both implementations above, we follow the
 filter counts.
 
 **Parameter count.** This table gives 11,285,224 parameters with 1000 classes (BN affine included, no
 conv biases); the paper states 13.6 million (§4.2). We did not find the source of the 17% difference
-(GoogLeNet's two auxiliary classifiers, 3.2 M each, would overshoot; one would give 14.5 M, and the paper
-does not mention auxiliary classifiers for this model). The test pins our count and its distance from
-13.6 M.
+(we do not know whether the paper counts auxiliary classifiers: GoogLeNet's two, 3.2 M each, would
+overshoot to 17.7 M, one would give 14.5 M). The test pins our count and its distance from 13.6 M.
 
 Further differences from the paper: pooling windows use Caffe's ceil mode (224 -> 112 -> 56 -> 28 -> 14
--> 7); the first conv is a plain 7x7 conv; no auxiliary classifiers; the init is He normal (fan_out) for
+-> 7); no auxiliary classifiers; the init is He normal (fan_out) for
 convs, gamma 1 / beta 0 (the paper does not state its init).
 """
 

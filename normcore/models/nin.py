@@ -1,16 +1,17 @@
 r"""A Network-in-Network conv net (Lin, Chen & Yan, ICLR 2014, §3-4; the CIFAR-10 model of its Caffe model
-zoo entry), the architecture family the NormProp paper trains (NormProp §5: "a Network in Network-like"
-conv net on CIFAR-10/100 and SVHN; its exact layers are not public, see papers/normprop/).
+zoo entry), the architecture family of the NormProp paper's experiments (summaries of the paper describe
+a Network-in-Network-like conv net on CIFAR-10/100 and SVHN; its exact layers are not public, see
+papers/normprop/).
 
 Layers (C = ``width``, 192 in NIN; the 160 and 96 of block 1 scale with it):
 
-======  ===========================================  ==============================
-block   mlpconv layers                                then
-======  ===========================================  ==============================
-1       5x5 conv C, 1x1 conv 160/192·C, 1x1 conv 96/192·C   max pool 3x3/2, dropout
-2       5x5 conv C, 1x1 conv C, 1x1 conv C            avg pool 3x3/2, dropout
-3       3x3 conv C, 1x1 conv C, 1x1 conv num_classes  global average pool -> logits
-======  ===========================================  ==============================
+=====  ======================================================  ================================
+block  mlpconv layers                                          then
+=====  ======================================================  ================================
+1      5x5 conv C, 1x1 conv 160/192·C, 1x1 conv 96/192·C       max pool 3x3/2, dropout
+2      5x5 conv C, 1x1 conv C, 1x1 conv C                      avg pool 3x3/2, dropout
+3      3x3 conv C, 1x1 conv C, 1x1 conv num_classes            global average pool -> logits
+=====  ======================================================  ================================
 
 Pooling uses Caffe's ceil mode (32 -> 16 -> 8). Per layer, ``norm`` picks:
 
@@ -24,12 +25,13 @@ NormProp at init, measured (N(0, 1) input 32x32, batch 32, seed 0; ``NIN.preacti
 pre-activations have mean 0.00 and std 0.98-1.00 away from the zero-padded border, as NormProp's closed
 forms predict for conv + ReLU. Max pooling is outside those closed forms (it raises the mean and changes
 the variance of its input), so block 2 starts off-normalized (std 1.9-2.1, 2.1-2.4 away from the border)
-and block 3 at std 1.6-1.8; our sources for the NormProp paper do not say how it treats pooling
+and block 3 at std 1.6-1.9; our sources for the NormProp paper do not say how it treats pooling
 (papers/normprop/), so no correction is applied.
 
 The last 1x1 conv (the class maps) has a bias and no norm or ReLU with every ``norm`` (NormProp keeps
 its normalized conv there). Differences from NIN: no ReLU on the class maps (NIN's Caffe model has one);
-``dropout`` defaults to 0 (NIN: 0.5; the NormProp paper argues that its method does not need dropout).
+``dropout`` defaults to 0 (NIN: 0.5; a secondary summary of the NormProp paper says it finds dropout
+unnecessary with NormProp).
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def nin(
     """
     if width < 2:
         raise ValueError(f"nin: width must be >= 2, got {width}")
-    normprop = isinstance(norm, str) and norm.lower().replace("_", "") == "normprop"
+    normprop = isinstance(norm, str) and "".join(ch for ch in norm.lower() if ch not in "_- ") == "normprop"
     if normprop and norm_kwargs:
         raise ValueError("nin(norm='normprop') takes no norm_kwargs: NormProp has no norm layer to configure")
     act: Callable[[], nn.Module] = NormPropReLU if normprop else nn.ReLU

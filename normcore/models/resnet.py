@@ -3,7 +3,7 @@ r"""ResNets with any normalization layer and conv choice.
 * :func:`resnet18`, :func:`resnet34`, :func:`resnet50`, :func:`resnet101`: the ImageNet ResNets of
   He et al. 2016 (§3.4, Table 1) as torchvision builds them (v1.5: the stride of a bottleneck sits on
   its 3x3 conv), with ``norm_layer=`` taken from the normcore registry; the GN paper's ImageNet models
-  (GN §4.1) and the WS paper's (WS §6.1). State-dict keys equal torchvision's for ``norm="bn"`` and any
+  (GN §4.1) and the WS paper's ImageNet models. State-dict keys equal torchvision's for ``norm="bn"`` and any
   conv choice, so torchvision checkpoints load.
 * :func:`small_resnet`: the CIFAR ResNet of He et al. 2016 (§4.2): 6n+2 layers, three stages of n
   basic blocks with widths w/2w/4w, for CPU-scale experiments on 8x8 digits and 28x28 MNIST.

@@ -9,7 +9,7 @@ Fig. 5), as the official code builds them (DmitryUlyanov/texture_nets, ``models/
   Networks): the input image average-pooled to K scales (optionally with noise channels), a conv block
   per scale, and from coarse to fine: upsample x2, normalize both inputs, concatenate, conv block.
 
-Common to both, as the official code: reflection padding in every spatial conv (the IN paper, §3, blames
+Common to both, as the official code: reflection padding in every spatial conv (the IN paper blames
 zero padding for border artefacts), convolutions with biases even before a norm, ReLU, a linear RGB
 output (no tanh), and PyTorch's default conv initialisation (the Torch7 default it reproduces). Norms
 come from the registry (``"in"``: :class:`normcore.InstanceNorm`, affine; ``"bn"``: BatchNorm). One
