@@ -61,7 +61,7 @@ from reproductions.common.recipe import (
 )
 from reproductions.common.trainer import Trainer, batch_report, prepare_model
 
-__all__ = ["BOX_HEADS", "DETECTION_DEFAULTS", "build_mask_rcnn", "detection_loss", "main"]
+__all__ = ["BOX_HEADS", "DETECTION_DEFAULTS", "build_mask_rcnn", "describe_run", "detection_loss", "main"]
 
 BOX_HEADS = ("2fc", "4conv1fc")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
@@ -207,7 +207,9 @@ def _images_in_batch(batch: Any) -> int:
     return len(batch[0])
 
 
-def _describe(run: Session, cfg: Mapping[str, Any], model: nn.Module) -> None:
+def describe_run(run: Session, cfg: Mapping[str, Any], model: nn.Module) -> None:
+    """Print the batch arithmetic (:func:`~reproductions.common.trainer.batch_report`) and how the run's
+    devices compare with the paper's (``train.paper_devices``)."""
     for line in batch_report(
         model,
         per_device_batch=run.per_device_batch,
@@ -276,7 +278,7 @@ def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | Non
         trusted=args.trusted_checkpoint,
         log=log.line,
     )
-    _describe(run, cfg, model)
+    describe_run(run, cfg, model)
     channels_last = bool(train_cfg["channels_last"])
     model = prepare_model(model, run.env, channels_last=channels_last, compile=bool(train_cfg["compile"]))
     loader = train_loader(train_set, run, collate_fn=detection_collate)
