@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
@@ -45,6 +45,7 @@ from reproductions.common import checkpoint as ckpt
 from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
 from reproductions.common.coco_data import CocoInstances, check_coco, detection_collate
 from reproductions.common.coco_eval import IOU_TYPES, evaluate_coco
+from reproductions.common.dense import describe_run, rng_neutral
 from reproductions.common.distributed import cleanup, print0
 from reproductions.common.logs import RunLog
 from reproductions.common.models import build_model, norm_name
@@ -59,9 +60,9 @@ from reproductions.common.recipe import (
     train_loader,
     write_summary,
 )
-from reproductions.common.trainer import Trainer, batch_report, prepare_model
+from reproductions.common.trainer import Trainer, prepare_model
 
-__all__ = ["BOX_HEADS", "DETECTION_DEFAULTS", "build_mask_rcnn", "describe_run", "detection_loss", "main"]
+__all__ = ["BOX_HEADS", "DETECTION_DEFAULTS", "build_detector", "detection_loss", "main"]
 
 BOX_HEADS = ("2fc", "4conv1fc")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
@@ -74,6 +75,7 @@ DETECTION_DEFAULTS: dict[str, Any] = {
         "conv": "conv",  # ws: WS on every conv that feeds a norm (backbone, FPN, heads)
         "conv_kwargs": {},
         "fpn_norm": None,  # null = no norm in the FPN (Detectron's BN* models)
+        "masks": True,  # false = Faster R-CNN (no mask branch; evaluate bbox only)
         "box_head": "2fc",  # 2fc | 4conv1fc
         "box_head_norm": None,
         "mask_head_norm": None,
@@ -117,7 +119,7 @@ def _stage_channels(stage: nn.Module) -> int:
     return convs[-1].out_channels
 
 
-def build_mask_rcnn(
+def build_detector(
     model_cfg: Mapping[str, Any],
     num_classes: int,
     *,
@@ -127,10 +129,10 @@ def build_mask_rcnn(
     virtual_devices: int = 1,
     trusted: bool = False,
     log: Any = print0,
-) -> MaskRCNN:
-    """Mask R-CNN with a ResNet-FPN for ``num_classes`` object classes (plus background), as the
-    ``model`` section describes (see the module docstring). ``log`` receives the pretrained-weights
-    report."""
+) -> FasterRCNN:
+    """Mask R-CNN (or, with ``masks: false``, Faster R-CNN) with a ResNet-FPN for ``num_classes``
+    object classes (plus background), as the ``model`` section describes (see the module docstring).
+    ``log`` receives the pretrained-weights report."""
     m = dict(model_cfg)
     if m["backbone"] not in BACKBONES:
         raise ValueError(f"model.backbone={m['backbone']!r}; choose one of {', '.join(BACKBONES)}")
@@ -172,26 +174,25 @@ def build_mask_rcnn(
         box_head = FastRCNNConvFCHead(
             (fpn_channels, 7, 7), [head_channels] * 4, [fc], norm_layer=_norm_or_none(m.get("box_head_norm"), head_kw)
         )
-    n_mask = int(m["mask_head_convs"])
-    mask_head = MaskRCNNHeads(
-        fpn_channels, [head_channels] * n_mask, 1, norm_layer=_norm_or_none(m.get("mask_head_norm"), head_kw)
-    )
+    parts = [backbone.fpn, box_head]
+    kwargs = dict(m.get("kwargs") or {})
+    common = {"num_classes": None, "min_size": min_size, "max_size": max_size, "box_head": box_head}
+    common["box_predictor"] = FastRCNNPredictor(fc, num_classes + 1)
+    if m.get("masks", True):
+        mask_head = MaskRCNNHeads(
+            fpn_channels,
+            [head_channels] * int(m["mask_head_convs"]),
+            1,
+            norm_layer=_norm_or_none(m.get("mask_head_norm"), head_kw),
+        )
+        parts.append(mask_head)
+        common["mask_head"] = mask_head
+        common["mask_predictor"] = MaskRCNNPredictor(head_channels, 256, num_classes + 1)
     conv = m.get("conv") or "conv"
     if conv != "conv" or m.get("conv_kwargs"):
-        for part in (backbone.fpn, box_head, mask_head):
+        for part in parts:
             normcore.convert_convs(part, conv, **dict(m.get("conv_kwargs") or {}))
-    kwargs = dict(m.get("kwargs") or {})
-    return MaskRCNN(
-        backbone,
-        num_classes=None,
-        min_size=min_size,
-        max_size=max_size,
-        box_head=box_head,
-        box_predictor=FastRCNNPredictor(fc, num_classes + 1),
-        mask_head=mask_head,
-        mask_predictor=MaskRCNNPredictor(head_channels, 256, num_classes + 1),
-        **kwargs,
-    )
+    return (MaskRCNN if m.get("masks", True) else FasterRCNN)(backbone, **common, **kwargs)
 
 
 def detection_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -205,26 +206,6 @@ def detection_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str
 
 def _images_in_batch(batch: Any) -> int:
     return len(batch[0])
-
-
-def describe_run(run: Session, cfg: Mapping[str, Any], model: nn.Module) -> None:
-    """Print the batch arithmetic (:func:`~reproductions.common.trainer.batch_report`) and how the run's
-    devices compare with the paper's (``train.paper_devices``)."""
-    for line in batch_report(
-        model,
-        per_device_batch=run.per_device_batch,
-        virtual_devices=run.virtual_devices,
-        world_size=run.env.world_size,
-        accum_steps=run.accum_steps,
-    ):
-        print0(line)
-    paper_devices = cfg["train"].get("paper_devices")
-    devices = run.env.world_size * run.virtual_devices
-    if paper_devices and devices * run.accum_steps != paper_devices:
-        print0(
-            f"note: the paper trained on {paper_devices} GPUs x {run.per_device_batch} images; this run has "
-            f"{devices} device(s) (total batch {run.total_batch}); the learning rate follows by linear scaling"
-        )
 
 
 def main(argv: Sequence[str] | None = None, *, paper: str, description: str = "") -> dict[str, Any] | None:
@@ -268,7 +249,7 @@ def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | Non
         f"{train_set.num_classes} categories"
     )
     log = RunLog(run.out_dir, enabled=run.env.is_main)
-    model = build_mask_rcnn(
+    model = build_detector(
         cfg["model"],
         train_set.num_classes,
         min_size=int(data["min_size"]),
@@ -288,10 +269,13 @@ def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | Non
     precision = Precision(str(train_cfg["amp"]), run.env.device)
     ev = cfg["eval"]
 
+    iou_types = [t for t in ev["iou_types"] if t != "segm" or cfg["model"].get("masks", True)]
+
+    @rng_neutral
     def evaluate(m: nn.Module) -> dict[str, float]:
         return evaluate_coco(
             m, val_loader, val_set.coco, val_set.label_to_cat, val_set.ids, device=run.env.device,
-            iou_types=ev["iou_types"], mask_threshold=float(ev["mask_threshold"]), log=log.line,
+            iou_types=iou_types, mask_threshold=float(ev["mask_threshold"]), log=log.line,
         )  # fmt: skip
 
     trainer = Trainer(

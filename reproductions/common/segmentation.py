@@ -43,7 +43,7 @@ from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
 import normcore
 from reproductions.common import checkpoint as ckpt
 from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
-from reproductions.common.detection import describe_run
+from reproductions.common.dense import describe_run, rng_neutral
 from reproductions.common.distributed import all_reduce_sum, cleanup, get_env, print0, unwrap_model
 from reproductions.common.logs import RunLog, progress
 from reproductions.common.models import build_model, norm_name
@@ -331,6 +331,7 @@ def _train(cfg: dict[str, Any], args: Any, run: Session, train_set: Any, val_set
     eval_stride = int(cfg["eval"]["output_stride"])
     per_class: dict[str, Any] = {}
 
+    @rng_neutral
     def evaluate(m: nn.Module) -> dict[str, Any]:
         out = evaluate_miou(m, val_loader, num_classes, device=run.env.device, output_stride=eval_stride)
         per_class.clear()
