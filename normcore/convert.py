@@ -92,6 +92,20 @@ def _place_like(new: nn.Module, old: nn.Module) -> nn.Module:
     return new
 
 
+def _num_channels(module: nn.Module) -> int | None:
+    """C of a norm layer: its ``num_features``/``num_channels``, else the length of its per-channel
+    tensors (torchvision's FrozenBatchNorm2d stores neither attribute)."""
+    for attr in ("num_features", "num_channels"):
+        value = getattr(module, attr, None)
+        if isinstance(value, int):
+            return value
+    for attr in ("running_mean", "weight"):
+        t = getattr(module, attr, None)
+        if isinstance(t, torch.Tensor) and t.dim() == 1:
+            return t.shape[0]
+    return None
+
+
 def _transfer_state(old: nn.Module, new: nn.Module) -> tuple[list[str], list[str]]:
     """Copy tensors from ``old`` into ``new`` where names (directly, or under ``bn.`` for BCN) and shapes
     match. Returns (kept, dropped) key lists."""
@@ -138,7 +152,7 @@ def convert_norms(
             continue
         if any(mod_name.startswith(f"{c}.") or c == "" for c in composite if c != mod_name):
             continue  # the batch stage inside a BatchChannelNorm is part of that layer
-        channels = getattr(module, "num_features", None) or getattr(module, "num_channels", None)
+        channels = _num_channels(module)
         if channels is None:
             raise ValueError(f"convert_norms: cannot tell the channel count of {mod_name!r} ({type(module).__name__})")
         new = _place_like(build_norm(name, channels, **kw), module)
