@@ -4,6 +4,7 @@ on a generated COCO dataset in the real format."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import shutil
@@ -21,7 +22,7 @@ from reproductions.common.coco_eval import ground_truth_results, run_cocoeval
 from reproductions.common.coco_testing import make_coco_dataset
 from reproductions.common.datasets import DataError
 from reproductions.common.pretrained import load_backbone_weights
-from reproductions.common.trainer import CHECKPOINT_FORMAT
+from reproductions.common.trainer import CHECKPOINT_FORMAT, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +257,26 @@ TINY = {
 }
 
 
+class _Killed(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def crash_after_epoch(monkeypatch, epoch: int):
+    """The run dies right after writing the checkpoint of ``epoch`` (as a killed job would)."""
+    save = Trainer.save
+
+    def save_then_die(self, epochs_done: int) -> None:
+        save(self, epochs_done)
+        if epochs_done == epoch:
+            raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "save", save_then_die)
+        with pytest.raises(_Killed):
+            yield
+
+
 def _run(config: Path, data: Path, out: Path, *extra: str):
     args = ["--config", str(config), "--data", str(data), "--out", str(out), "--device", "cpu", *extra]
     return detection.main(args, paper="group_norm")
@@ -270,7 +291,8 @@ def test_train_evaluate_and_resume_exactly(coco_root, tmp_path, monkeypatch):
     straight = _run(config, coco_root, tmp_path / "a", "--epochs", "2")
     assert set(straight) >= {"bbox_AP", "bbox_AP50", "bbox_AP75", "segm_AP", "segm_AP50", "segm_AP75"}
     assert all(0.0 <= straight[k] <= 100.0 for k in ("bbox_AP", "segm_AP"))
-    _run(config, coco_root, tmp_path / "b", "--epochs", "1")
+    with crash_after_epoch(monkeypatch, 1):
+        _run(config, coco_root, tmp_path / "b", "--epochs", "2")
     resumed = _run(config, coco_root, tmp_path / "b", "--epochs", "2", "--resume", "auto")
 
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)

@@ -1,0 +1,227 @@
+"""VOC segmentation on the engine: the dataset check and its errors, train_aug, augmentation, mIoU (a
+perfect prediction scores 1.0), DeepLabv3's norm placement and output-stride switch, and train ->
+evaluate -> resume end to end on a generated VOC tree in the real format."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from torch import nn
+
+import normcore
+from reproductions.common import segmentation as seg
+from reproductions.common.datasets import DataError
+from reproductions.common.trainer import Trainer
+from reproductions.common.voc_data import IGNORE_INDEX, VOCSegmentation, read_mask, voc_palette
+from reproductions.common.voc_testing import make_voc_dataset
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory) -> Path:
+    return make_voc_dataset(tmp_path_factory.mktemp("voc") / "VOCdevkit", train=4, val=3, extra_sbd=2)
+
+
+# ------------------------------------------------------------------------------------------------
+# metric
+# ------------------------------------------------------------------------------------------------
+def test_perfect_prediction_scores_miou_one(voc_root):
+    val = VOCSegmentation(voc_root, "val", train=False)
+    conf = torch.zeros(21, 21, dtype=torch.int64)
+    for _, label in val:
+        conf += seg.confusion_matrix(label.clamp(max=20), label, 21)  # the prediction is the ground truth
+    miou, per_class = seg.iou_from_confusion(conf)
+    assert miou == pytest.approx(100.0)
+    present = [c for c, v in enumerate(per_class) if v is not None]
+    assert 0 in present and len(present) >= 2
+
+
+def test_miou_by_hand():
+    target = torch.tensor([[0, 0, 1, 1], [0, 0, 1, IGNORE_INDEX]])
+    pred = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 0]])
+    conf = seg.confusion_matrix(pred, target, 3)
+    assert conf.tolist() == [[3, 1, 0], [0, 3, 0], [0, 0, 0]]  # the ignored pixel is not counted
+    miou, per_class = seg.iou_from_confusion(conf)
+    assert per_class[:2] == pytest.approx([75.0, 75.0]) and per_class[2] is None  # class 2 absent: left out
+    assert miou == pytest.approx(75.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+# ------------------------------------------------------------------------------------------------
+def test_train_aug_is_sbd_minus_val_and_masks_are_indices(voc_root):
+    train_aug = VOCSegmentation(voc_root, "train_aug", train=False)
+    val = VOCSegmentation(voc_root, "val", train=False)
+    assert len(train_aug) == 4 + 2 and not set(train_aug.names) & set(val.names)
+    listed = voc_root / "VOC2012" / "ImageSets" / "Segmentation" / "train_aug.txt"
+    listed.write_text("/JPEGImages/2012_train0001.jpg /SegmentationClassAug/2012_train0001.png\n")
+    try:  # an explicit list wins; chenxi116-style "image mask" pairs are accepted
+        assert VOCSegmentation(voc_root, "train_aug", train=False).names == ["2012_train0001"]
+    finally:
+        listed.unlink()
+    _, label = val[0]
+    assert set(label.unique().tolist()) <= {0, 1, 7, 15, IGNORE_INDEX} and (label == IGNORE_INDEX).any()
+    with Image.open(voc_root / "VOC2012" / "SegmentationClass" / f"{val.names[0]}.png") as png:
+        assert png.mode == "P" and png.getpalette()[: 3 * 3] == voc_palette()[: 3 * 3] == [
+            0,
+            0,
+            0,
+            128,
+            0,
+            0,
+            0,
+            128,
+            0,
+        ]
+
+
+def test_training_augmentation_crops_and_pads(voc_root):
+    ds = VOCSegmentation(voc_root, "train", train=True, crop_size=80, scale_range=(0.5, 0.5))
+    torch.manual_seed(0)
+    image, label = ds[0]
+    assert image.shape == (3, 80, 80) and label.shape == (80, 80)
+    # the scaled image is 24x32: everything beyond it is padding, labelled 'ignore' and zero after normalization
+    assert (label[24:, :] == IGNORE_INDEX).all() and (label[:, 32:] == IGNORE_INDEX).all()
+    assert image[:, 30:, 40:].abs().max() < 1e-5
+    assert (label[:24, :32] != IGNORE_INDEX).any()
+
+
+def test_missing_sbd_names_what_is_missing(voc_root, tmp_path):
+    root = tmp_path / "VOCdevkit"
+    shutil.copytree(voc_root, root)
+    shutil.rmtree(root / "VOC2012" / "SegmentationClassAug")
+    with pytest.raises(DataError, match=r"SegmentationClassAug not found.*10,582-image train_aug set needs the SBD"):
+        VOCSegmentation(root, "train_aug", train=True)
+    assert len(VOCSegmentation(root, "train", train=True)) == 4  # the VOC-only fallback the message names
+
+
+def test_bad_masks_and_paths_get_clear_errors(voc_root, tmp_path):
+    bad = tmp_path / "rgb.png"
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(bad)
+    with pytest.raises(DataError, match="RGB image; VOC masks are single-channel"):
+        read_mask(bad)
+    Image.fromarray(np.full((4, 4), 42, dtype=np.uint8)).save(bad)
+    with pytest.raises(DataError, match=r"values \[42\] outside 0..20"):
+        read_mask(bad)
+    with pytest.raises(DataError, match="holds no JPEGImages"):
+        VOCSegmentation(tmp_path, "val", train=False)
+    root = tmp_path / "VOCdevkit"
+    shutil.copytree(voc_root, root)
+    (root / "VOC2012" / "SegmentationClass" / "2012_val0000.png").unlink()
+    with pytest.raises(DataError, match=r"2012_val0000 \(mask\)"):
+        VOCSegmentation(root, "val", train=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# model
+# ------------------------------------------------------------------------------------------------
+def _model_cfg(**kw) -> dict:
+    cfg = dict(seg.SEGMENTATION_DEFAULTS["model"])
+    cfg.update(kw)
+    return cfg
+
+
+def test_gn_ws_deeplabv3_norms_and_ws_placement():
+    model = seg.build_deeplabv3(
+        _model_cfg(backbone="resnet50", norm="gn", norm_kwargs={"num_groups": 32}, conv="ws"), 21
+    )
+    head = model.classifier
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert sum(isinstance(m, nn.GroupNorm) for m in head.modules()) == 6  # 5 ASPP branches + projection
+    assert sum(isinstance(m, normcore.WSConv2d) for m in head.modules()) == 6
+    assert type(head[-1]) is nn.Conv2d and head[-1].out_channels == 21  # the classifier feeds no norm
+    assert head[0].project[-1].p == 0.0
+    bcn = seg.build_deeplabv3(_model_cfg(backbone="resnet18", norm="bcn", norm_kwargs={"num_groups": 8}), 21)
+    assert sum(isinstance(m, normcore.BatchChannelNorm) for m in bcn.classifier.modules()) == 6
+
+
+def test_output_stride_switch_keeps_weights():
+    model = seg.build_deeplabv3(_model_cfg(backbone="resnet50", norm="gn", norm_kwargs={"num_groups": 32}), 21).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        os16 = model.backbone(x)["out"]
+        before = model(x)["out"]
+        seg.set_output_stride(model, 8)
+        assert model.backbone(x)["out"].shape[-1] == 8 and os16.shape[-1] == 4
+        assert model.classifier[0].convs[1][0].dilation == (12, 12)  # ASPP rate 6 doubled
+        assert model.backbone.layer4[1].conv2.dilation == (4, 4) and model.backbone.layer4[0].conv2.dilation == (2, 2)
+        seg.set_output_stride(model, 16)
+        assert torch.equal(model(x)["out"], before)
+    grid = seg.build_deeplabv3(_model_cfg(backbone="resnet50", norm="gn", multi_grid=[1, 2, 4]), 21)
+    assert [b.conv2.dilation[0] for b in grid.backbone.layer4] == [2, 4, 8]  # DeepLabv3 §3.2: rate x (1, 2, 4)
+
+
+# ------------------------------------------------------------------------------------------------
+# end to end
+# ------------------------------------------------------------------------------------------------
+TINY = {
+    "name": "tiny",
+    "model": {
+        "backbone": "resnet18",
+        "norm": "gn",
+        "norm_kwargs": {"num_groups": 8},
+        "conv": "ws",
+        "aspp_channels": 16,
+        "aspp_rates": [1, 2, 3],
+    },
+    "data": {"batch_size": 2, "workers": 0, "crop_size": 32, "eval_batch_size": 2},
+    "train": {"log_every": 1, "eval_every": 10},
+    "optim": {"lr": 0.02, "reference_batch": 2},
+    "schedule": {"kind": "poly", "milestones": []},
+    "eval": {"output_stride": 8},
+}
+
+
+class _Killed(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def crash_after_epoch(monkeypatch, epoch: int):
+    """The run dies right after writing the checkpoint of ``epoch`` (as a killed job would)."""
+    save = Trainer.save
+
+    def save_then_die(self, epochs_done: int) -> None:
+        save(self, epochs_done)
+        if epochs_done == epoch:
+            raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "save", save_then_die)
+        with pytest.raises(_Killed):
+            yield
+
+
+def _run(config: Path, data: Path, out: Path, *extra: str):
+    args = ["--config", str(config), "--data", str(data), "--out", str(out), "--device", "cpu", *extra]
+    return seg.main(args, paper="weight_standardization")
+
+
+@pytest.mark.slow
+def test_train_evaluate_and_resume_exactly(voc_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMCORE_NO_PROGRESS", "1")
+    torch.set_num_threads(1)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    straight = _run(config, voc_root, tmp_path / "a", "--epochs", "3")
+    assert 0.0 < straight["mIoU"] <= 100.0 and straight["IoU_background"] is not None
+    with crash_after_epoch(monkeypatch, 2):
+        _run(config, voc_root, tmp_path / "b", "--epochs", "3")
+    resumed = _run(config, voc_root, tmp_path / "b", "--epochs", "3", "--resume", "auto")
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    losses = [r["train_loss"] for r in a["history"]]
+    assert losses == [r["train_loss"] for r in b["history"]]
+    assert losses[-1] < losses[0]  # it learns something in 9 steps
+    assert resumed == straight
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["metrics"]["mIoU"] == straight["mIoU"] and summary["batch"]["total"] == 2
