@@ -89,15 +89,22 @@ def resolve_groups(num_channels: int, num_groups: int | None, group_size: int | 
     return groups
 
 
-def check_batch_stats_size(x: torch.Tensor, layer: str, virtual_devices: int = 1) -> None:
+def check_batch_stats_size(
+    x: torch.Tensor, layer: str, virtual_devices: int = 1, *, values_per_channel: int | None = None, where: str = ""
+) -> None:
     """Batch statistics need more than one value per channel (per virtual device).
 
     Raises the error PyTorch gives as "Expected more than 1 value per channel when training", with
-    the fixes spelled out.
+    the fixes spelled out. An empty batch passes (its output is empty, as for ``nn.BatchNorm2d``).
+    ``values_per_channel`` overrides the count taken from ``x`` (SyncBatchNorm: the whole group's),
+    and ``where`` says what it was counted over.
     """
     per_channel = x.numel() // max(x.shape[1], 1) // virtual_devices
-    if per_channel <= 1:
-        where = f" per virtual device ({virtual_devices} devices)" if virtual_devices > 1 else ""
+    if values_per_channel is not None:
+        per_channel = values_per_channel
+    elif virtual_devices > 1:
+        where = f" per virtual device ({virtual_devices} devices)"
+    if per_channel == 1 or (per_channel == 0 and x.numel() > 0):
         raise ValueError(
             f"{layer} in training mode got input of shape {tuple(x.shape)}: only one value per channel"
             f"{where}, so the batch variance is undefined. Fixes: use a batch of at least 2 samples "

@@ -289,8 +289,10 @@ class SyncBatchNorm(nn.SyncBatchNorm):
         gathered = torch.stack(all_gather(torch.cat([mean, var, count]), group=self.process_group))
         means, vars_, counts = gathered[:, :c], gathered[:, c : 2 * c], gathered[:, 2 * c :]
         total = counts.sum()
-        if total <= 1:
-            check_batch_stats_size(x, type(self).__name__)
+        n_total = int(total.item())
+        check_batch_stats_size(
+            x, type(self).__name__, values_per_channel=n_total, where=f" over all {gathered.shape[0]} ranks"
+        )
         g_mean = (means * counts).sum(0) / total
         g_var = ((vars_ + (means - g_mean).square()) * counts).sum(0) / total
         view = (1, c) + (1,) * (x.dim() - 2)
@@ -300,6 +302,8 @@ class SyncBatchNorm(nn.SyncBatchNorm):
         if self.track_running_stats and self.running_mean is not None:
             self.num_batches_tracked.add_(1)
             m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            if n_total == 0:  # every rank's batch is empty: nothing to estimate (nn.BatchNorm2d counts it too)
+                return out.to(x.dtype)
             with torch.no_grad():
                 self.running_mean.mul_(1 - m).add_(m * g_mean.detach())
                 unbiased = g_var.detach() * (total / (total - 1))

@@ -231,7 +231,9 @@ def instance_norm(
     per-channel affine. Without running statistics this is ``F.group_norm(x, C, ...)`` (native, keeps
     channels_last); with them, ``F.instance_norm``.
     """
-    if running_mean is None and use_input_stats:
+    if (running_mean is None and use_input_stats) or x.numel() == 0:
+        # (torch.instance_norm with running statistics raises IndexError on an empty batch; there is
+        # nothing to normalize or to count, and the group-norm kernel returns the empty output.)
         return group_norm(x, x.shape[1], weight, bias, eps)
     out = F.instance_norm(x, running_mean, running_var, _fp32(weight), _fp32(bias), use_input_stats, momentum, eps)
     fmt = _channels_last_format(x)
@@ -374,9 +376,10 @@ def estimated_batch_norm(
     :math:`\hat\mu \leftarrow (1-s)\hat\mu + s\,\mu_B` and
     :math:`\hat\sigma^2 \leftarrow (1-s)\hat\sigma^2 + s\,E_B[(x - \hat\mu_{old})^2]`: the variance is
     centred on the running mean *before* its update, and biased, as in the official code.
-    The normalization is the native eval-mode ``F.batch_norm``.
+    The normalization is the native eval-mode ``F.batch_norm``. An empty batch leaves the estimates
+    unchanged (its batch mean would be NaN).
     """
-    if training:
+    if training and x.numel() > 0:
         with torch.no_grad():
             dims = [0, *range(2, x.dim())]
             xf = x.float() if x.dtype in LOW_PRECISION else x
