@@ -259,6 +259,7 @@ class SyncBatchNorm(nn.SyncBatchNorm):
         world = self._world_size() if self.training else 1
         if world > 1:
             check_float(x, type(self).__name__)
+            check_rank(x, type(self).__name__, 2, layout="(N, C, *)")
             check_channels(x, type(self).__name__, self.num_features)
             if x.is_cuda:
                 return super().forward(x)
@@ -298,7 +299,7 @@ class SyncBatchNorm(nn.SyncBatchNorm):
         view = (1, c) + (1,) * (x.dim() - 2)
         out = (xf - g_mean.view(view)) * torch.rsqrt(g_var.view(view) + self.eps)
         if self.weight is not None:
-            out = out * self.weight.float().view(view) + self.bias.float().view(view)
+            out = out * self.weight.to(xf.dtype).view(view) + self.bias.to(xf.dtype).view(view)
         if self.track_running_stats and self.running_mean is not None:
             self.num_batches_tracked.add_(1)
             m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
