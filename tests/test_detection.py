@@ -4,7 +4,6 @@ on a generated COCO dataset in the real format."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from dense_helpers import REPO, check_published, crash_after_epoch
 from torch import nn
 
 import normcore
@@ -22,7 +22,7 @@ from reproductions.common.coco_eval import ground_truth_results, run_cocoeval
 from reproductions.common.coco_testing import make_coco_dataset
 from reproductions.common.datasets import DataError
 from reproductions.common.pretrained import load_backbone_weights
-from reproductions.common.trainer import CHECKPOINT_FORMAT, Trainer
+from reproductions.common.trainer import CHECKPOINT_FORMAT
 
 
 @pytest.fixture(scope="module")
@@ -257,26 +257,6 @@ TINY = {
 }
 
 
-class _Killed(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def crash_after_epoch(monkeypatch, epoch: int):
-    """The run dies right after writing the checkpoint of ``epoch`` (as a killed job would)."""
-    save = Trainer.save
-
-    def save_then_die(self, epochs_done: int) -> None:
-        save(self, epochs_done)
-        if epochs_done == epoch:
-            raise _Killed
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "save", save_then_die)
-        with pytest.raises(_Killed):
-            yield
-
-
 def _run(config: Path, data: Path, out: Path, *extra: str):
     args = ["--config", str(config), "--data", str(data), "--out", str(out), "--device", "cpu", *extra]
     return detection.main(args, paper="group_norm")
@@ -306,3 +286,18 @@ def test_train_evaluate_and_resume_exactly(coco_root, tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["metrics"]["bbox_AP"] == straight["bbox_AP"]
     assert [json.loads(line)["epoch"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((REPO / "reproductions").glob("*/configs/coco/[!_]*.yaml")),
+    ids=lambda p: f"{p.parent.parent.parent.name}/{p.stem}",
+)
+def test_every_coco_config_loads_and_names_its_published_row(path):
+    paper = path.parents[2].name
+    cfg = detection.config_from_args(
+        detection.engine_parser("x").parse_args(["--config", str(path)]), detection.DETECTION_DEFAULTS
+    )
+    assert cfg["paper"] == paper and cfg["name"] and cfg["paper_ref"]
+    check_published(cfg, paper)
+    assert cfg["model"]["backbone"] in ("resnet50", "resnet101") and cfg["data"]["min_size"] == 800

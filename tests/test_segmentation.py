@@ -4,7 +4,6 @@ evaluate -> resume end to end on a generated VOC tree in the real format."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -13,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from dense_helpers import REPO, check_published, crash_after_epoch
 from PIL import Image
 from torch import nn
 
 import normcore
 from reproductions.common import segmentation as seg
 from reproductions.common.datasets import DataError
-from reproductions.common.trainer import Trainer
 from reproductions.common.voc_data import IGNORE_INDEX, VOCSegmentation, read_mask, voc_palette
 from reproductions.common.voc_testing import make_voc_dataset
 
@@ -179,26 +178,6 @@ TINY = {
 }
 
 
-class _Killed(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def crash_after_epoch(monkeypatch, epoch: int):
-    """The run dies right after writing the checkpoint of ``epoch`` (as a killed job would)."""
-    save = Trainer.save
-
-    def save_then_die(self, epochs_done: int) -> None:
-        save(self, epochs_done)
-        if epochs_done == epoch:
-            raise _Killed
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "save", save_then_die)
-        with pytest.raises(_Killed):
-            yield
-
-
 def _run(config: Path, data: Path, out: Path, *extra: str):
     args = ["--config", str(config), "--data", str(data), "--out", str(out), "--device", "cpu", *extra]
     return seg.main(args, paper="weight_standardization")
@@ -225,3 +204,14 @@ def test_train_evaluate_and_resume_exactly(voc_root, tmp_path, monkeypatch):
     assert resumed == straight
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["metrics"]["mIoU"] == straight["mIoU"] and summary["batch"]["total"] == 2
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "reproductions").glob("*/configs/voc/[!_]*.yaml")), ids=lambda p: p.stem
+)
+def test_every_voc_config_loads_and_names_its_published_row(path):
+    paper = path.parents[2].name
+    cfg = seg.config_from_args(seg.engine_parser("x").parse_args(["--config", str(path)]), seg.SEGMENTATION_DEFAULTS)
+    assert cfg["paper"] == paper and cfg["name"] and cfg["paper_ref"]
+    check_published(cfg, paper)
+    assert cfg["model"]["backbone"] == "resnet101" and cfg["data"]["crop_size"] == 513
