@@ -65,10 +65,12 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         "alpha": 0.99,
     },
     "schedule": {
-        "kind": "step",  # step | cosine | poly | constant
+        "kind": "step",  # step | exponential | cosine | poly | constant
         "milestones": [30, 60, 90],
         "milestones_unit": "epoch",  # epoch | step
         "gamma": 0.1,
+        "decay_every": 0,  # exponential: decay by gamma every this many (decay_unit)
+        "decay_unit": "epoch",
         "power": 0.9,
         "warmup": 0,
         "warmup_unit": "epoch",

@@ -4,9 +4,10 @@ A config is a nested ``dict``. A file may start from another with ``_base_: othe
 relative to the file; a list of bases merges left to right), so each paper-table row is a few lines on
 top of the paper's base config. Loading merges, in order: the task's ``defaults``, the base files, the
 file itself, then command-line overrides (``--set optim.lr=0.05 model.norm_kwargs.num_groups=16``,
-values parsed as YAML). Every key must exist in ``defaults`` (a typo is an error that suggests the
-nearest key), except under keys that end in ``kwargs`` or are listed in ``free``: those hold
-arbitrary keyword arguments.
+values parsed as YAML). Sections merge key by key, but ``*kwargs`` mappings are replaced whole (a
+row's ``norm_kwargs`` is the complete argument list of its norm). Every key must exist in
+``defaults`` (a typo is an error that suggests the nearest key), except under keys that end in
+``kwargs`` or are listed in ``free``: those hold arbitrary keyword arguments.
 """
 
 from __future__ import annotations
@@ -14,15 +15,39 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "apply_overrides", "get", "load_config", "load_yaml", "merge", "set_value"]
+__all__ = ["ConfigError", "apply_overrides", "get", "load_config", "load_yaml", "merge", "parse_yaml", "set_value"]
 
 BASE_KEY = "_base_"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's float rule needs a dot ("1e-4" would load as a string); accept exponent-only floats."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that also reads ``1e-4`` as a float."""
+    return yaml.load(text, Loader=_Loader)
 
 
 class ConfigError(ValueError):
@@ -35,7 +60,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
     if not isinstance(data, dict):
@@ -50,10 +75,12 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep merge: mappings merge key by key, anything else in ``update`` replaces ``base``'s value."""
+    """Deep merge: sections merge key by key; anything else in ``update`` replaces ``base``'s value.
+    Keyword-argument mappings (keys ending in ``kwargs``) are replaced whole, so a row that says
+    ``norm_kwargs: {}`` really passes no arguments, whatever its base file had."""
     out = copy.deepcopy(dict(base))
     for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not key.endswith("kwargs"):
             out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
@@ -110,7 +137,7 @@ def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} must look like key.sub=value (e.g. optim.lr=0.05)")
         try:
-            value = yaml.safe_load(raw)
+            value = parse_yaml(raw)
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: the value is not valid YAML ({err})") from err
         set_value(out, key.strip(), value)

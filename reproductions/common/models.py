@@ -11,6 +11,7 @@ engine's BN options applied.
       conv_kwargs: {}
       num_classes: 1000
       kwargs: {}              # other keyword arguments of the architecture (dropout, width, ...)
+      activation: relu        # or sigmoid: every nn.ReLU module becomes nn.Sigmoid (BN paper, BN-x5-Sigmoid)
 
 ``sync_bn=True`` turns ``bn`` into ``sync_bn`` (statistics over all processes; a single process falls
 back to per-process BN with a warning). ``virtual_devices=D`` passes ``virtual_devices=D`` to every
@@ -29,10 +30,27 @@ from torch import nn
 import normcore
 import normcore.models
 
-__all__ = ["ARCHITECTURES", "build_model", "norm_name"]
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "build_model", "norm_name", "replace_activations"]
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "bn_inception", "nin", "small_resnet")
 _VIRTUAL_OK = ("bn", "bcn")
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+
+
+def replace_activations(model: nn.Module, name: str) -> int:
+    """Replace every ``nn.ReLU`` module of ``model`` by the named activation, in place; returns how many.
+    Raises if the model has none (its ReLUs would be functional calls this cannot reach)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"model.activation={name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    if name == "relu":
+        return 0
+    targets = [n for n, m in model.named_modules() if type(m) is nn.ReLU]
+    if not targets:
+        raise ValueError(f"model.activation={name!r}: {type(model).__name__} has no nn.ReLU modules to replace")
+    for mod_name in targets:
+        parent, _, child = mod_name.rpartition(".")
+        model.get_submodule(parent).add_module(child, ACTIVATIONS[name]())
+    return len(targets)
 
 
 def norm_name(norm: Any) -> str | None:
@@ -89,6 +107,8 @@ def build_model(
     if "zero_init_residual" in cfg and arch.startswith(("resnet", "small_resnet")):
         kwargs["zero_init_residual"] = bool(cfg["zero_init_residual"])
     try:
-        return factory(**kwargs)
+        model = factory(**kwargs)
     except TypeError as err:
         raise TypeError(f"model.arch={arch!r}: {err} (check model.kwargs / model.norm_kwargs)") from err
+    replace_activations(model, str(cfg.get("activation") or "relu"))
+    return model

@@ -9,7 +9,7 @@ A task script is then a few lines (see :mod:`reproductions.common.classification
     optimizer = optimizer_from_config(cfg, model, run.total_batch)
     scheduler = scheduler_from_config(cfg, optimizer, loader.batch_sampler.steps_per_epoch)
     trainer = Trainer(...); trainer.resume(...); history = trainer.fit()
-    write_summary(run, cfg, history, {...})
+    write_summary(run, cfg, history, {...}); end_session(run)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from reproductions.common import atomic
-from reproductions.common.distributed import DistEnv, init_distributed, print0
+from reproductions.common.distributed import DistEnv, cleanup, init_distributed, print0
 from reproductions.common.manifest import build_manifest
 from reproductions.common.optim import build_optimizer
 from reproductions.common.sampling import GlobalBatchSampler, SeededDataset, ShardSampler
@@ -35,6 +35,7 @@ from reproductions.common.trainer import seed_all
 
 __all__ = [
     "Session",
+    "end_session",
     "eval_loader",
     "median_of_last",
     "optimizer_from_config",
@@ -57,6 +58,7 @@ class Session:
     workers: int
     seed: int
     started: float
+    owns_process_group: bool = False  # created here: end_session() destroys it
 
     @property
     def process_batch(self) -> int:
@@ -72,9 +74,12 @@ class Session:
 def start_session(cfg: Mapping[str, Any], out_dir: str | Path, *, batch_key: str = "data.batch_size") -> Session:
     """Join the process group (torchrun) or run alone, seed every RNG with ``train.seed``, create
     ``out_dir`` and write ``manifest.json`` there (rank 0)."""
+    import torch.distributed as dist
+
     from reproductions.common.config import get
 
     train = cfg["train"]
+    owns = not (dist.is_available() and dist.is_initialized())
     env = init_distributed(str(train.get("device", "auto")))
     seed_all(int(train["seed"]))
     out = Path(out_dir)
@@ -89,7 +94,15 @@ def start_session(cfg: Mapping[str, Any], out_dir: str | Path, *, batch_key: str
             f"batch size, virtual devices and accumulation steps must be >= 1: {per_device=} {virtual=} {accum=}"
         )
     workers = int(get(cfg, "data.workers", 4) or 0)
-    return Session(env, out, per_device, virtual, accum, workers, int(train["seed"]), time.time())
+    owns = owns and env.distributed
+    return Session(env, out, per_device, virtual, accum, workers, int(train["seed"]), time.time(), owns)
+
+
+def end_session(run: Session) -> None:
+    """Leave the process group if :func:`start_session` created it (a caller that initialised the group
+    itself, e.g. to run several configs in one launch, keeps it)."""
+    if run.owns_process_group:
+        cleanup()
 
 
 def train_loader(
@@ -174,6 +187,8 @@ def scheduler_from_config(
         warmup=float(s.get("warmup") or 0),
         warmup_unit=s.get("warmup_unit", "epoch"),
         warmup_start_factor=float(s["warmup_start_factor"]),
+        decay_every=float(s.get("decay_every") or 0),
+        decay_unit=s.get("decay_unit", "epoch"),
     )
 
 

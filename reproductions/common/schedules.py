@@ -7,6 +7,8 @@ numbers) goes into the checkpoint:
 * ``step``: :math:`\gamma^{k(t)}`, with :math:`k(t)` the number of milestones :math:`\le t`
   (GN paper §4.1: ÷10 at epochs 30, 60, 90; milestones are given in epochs and converted with the
   number of steps per epoch, so the LR changes exactly at an epoch boundary);
+* ``exponential``: :math:`\gamma^{\lfloor t / s \rfloor}`, decayed every ``decay_every`` (GoogLeNet:
+  ×0.96 every 8 epochs; the BN paper, §4.2.1, decays 6 times faster);
 * ``cosine``: :math:`\tfrac12(1 + \cos(\pi t / T))`; ``poly``: :math:`(1 - t/T)^p` (DeepLab, p = 0.9);
   ``constant``: 1;
 * linear warmup over the first ``warmup_steps``: the factor rises from ``warmup_start_factor`` to the
@@ -28,7 +30,7 @@ import torch
 
 __all__ = ["KINDS", "LRSchedule", "build_scheduler", "epochs_to_steps", "scaled_lr"]
 
-KINDS = ("step", "cosine", "poly", "constant")
+KINDS = ("step", "exponential", "cosine", "poly", "constant")
 
 
 def scaled_lr(base_lr: float, total_batch: int, reference_batch: int | None) -> float:
@@ -58,12 +60,15 @@ class LRSchedule:
     power: float = 0.9
     warmup_steps: int = 0
     warmup_start_factor: float = 0.1
+    decay_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown LR schedule {self.kind!r}; choose one of {', '.join(KINDS)}")
         if self.kind in ("cosine", "poly") and self.total_steps <= 0:
             raise ValueError(f"the {self.kind!r} schedule needs total_steps > 0")
+        if self.kind == "exponential" and self.decay_steps <= 0:
+            raise ValueError("the 'exponential' schedule needs decay_every > 0")
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"LR milestones must be increasing, got {self.milestones}")
         self.milestones = [int(m) for m in self.milestones]
@@ -71,6 +76,8 @@ class LRSchedule:
     def base_factor(self, t: int) -> float:
         if self.kind == "step":
             return self.gamma ** bisect.bisect_right(self.milestones, t)
+        if self.kind == "exponential":
+            return self.gamma ** (t // self.decay_steps)
         if self.kind == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(t, self.total_steps) / self.total_steps))
         if self.kind == "poly":
@@ -99,9 +106,12 @@ def build_scheduler(
     warmup: float = 0.0,
     warmup_unit: str = "epoch",
     warmup_start_factor: float = 0.1,
+    decay_every: float = 0.0,
+    decay_unit: str = "epoch",
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step ``LambdaLR``; milestones and warmup in epochs (``unit="epoch"``) or steps (``"step"``,
-    as detection schedules give them). Call ``scheduler.step()`` after every optimizer step."""
+    """A per-step ``LambdaLR``; milestones, warmup and the exponential decay period in epochs
+    (``unit="epoch"``) or steps (``"step"``, as detection schedules give them). Call
+    ``scheduler.step()`` after every optimizer step."""
     if steps_per_epoch <= 0:
         raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
 
@@ -120,5 +130,6 @@ def build_scheduler(
         power=power,
         warmup_steps=to_steps(warmup, warmup_unit),
         warmup_start_factor=warmup_start_factor,
+        decay_steps=to_steps(decay_every, decay_unit) if decay_every else 0,
     )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
