@@ -1,0 +1,1 @@
+"""Benchmarks of normcore against native PyTorch; run ``python benchmarks/layers.py``."""
