@@ -39,6 +39,7 @@ __all__ = [
     "evaluate_classifier",
     "finish_experiment",
     "first_step_reaching",
+    "minibatches",
     "mnist",
     "parallel_map",
     "progress",
@@ -198,17 +199,36 @@ def digits(test_fraction: float = 0.2) -> Dataset:
 # --------------------------------------------------------------------------------------------------
 # training on in-memory tensors (small models: no DataLoader, whose per-batch cost would dominate)
 # --------------------------------------------------------------------------------------------------
-def batch_indices(n: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """``steps`` mini-batches of indices into ``n`` samples: a fresh random permutation every epoch,
-    the last incomplete batch of each epoch dropped, so every batch holds exactly ``batch_size``."""
+def _epoch_orders(n: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Per epoch, the sample order of its full batches (``per_epoch * batch_size`` indices of a fresh
+    permutation), the last epoch cut to the steps that remain."""
     if not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must be between 1 and the number of samples ({n}), got {batch_size}")
     per_epoch = n // batch_size
     done = 0
     while done < steps:
-        perm = torch.randperm(n, generator=generator)[: per_epoch * batch_size].view(per_epoch, batch_size)
-        yield from perm[: steps - done]
-        done += min(per_epoch, steps - done)
+        take = min(per_epoch, steps - done)
+        yield torch.randperm(n, generator=generator)[: take * batch_size]
+        done += take
+
+
+def batch_indices(n: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """``steps`` mini-batches of indices into ``n`` samples: a fresh random permutation every epoch,
+    the last incomplete batch of each epoch dropped, so every batch holds exactly ``batch_size``."""
+    for order in _epoch_orders(n, batch_size, steps, generator):
+        yield from order.view(-1, batch_size)
+
+
+def minibatches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, steps: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of :func:`batch_indices` (same generator, same samples in the same order), as
+    slices of one shuffled copy of ``(x, y)`` per epoch: one gather per epoch instead of two per
+    step, which matters when a step takes a millisecond."""
+    for order in _epoch_orders(x.shape[0], batch_size, steps, generator):
+        xs, ys = x[order], y[order]
+        for start in range(0, order.numel(), batch_size):
+            yield xs[start : start + batch_size], ys[start : start + batch_size]
 
 
 @torch.no_grad()
@@ -260,7 +280,7 @@ def train_steps(
     tick: Callable[[int], Any] | None = None,
 ) -> TrainLog:
     """Train ``model`` for ``steps`` mini-batch steps on in-memory tensors (batches from
-    :func:`batch_indices`), calling ``evaluate(step)`` at step 0 and every ``eval_every`` steps (and
+    :func:`minibatches`), calling ``evaluate(step)`` at step 0 and every ``eval_every`` steps (and
     at the last step). ``tick(n)`` is told of progress (a progress bar's ``update``). A non-finite
     loss stops training early: the remaining evaluations are recorded as NaN."""
     log = TrainLog()
@@ -276,8 +296,8 @@ def train_steps(
     record(0, 0.0, 0, 0.0)
     loss_sum, count, trained_seconds, next_eval = 0.0, 0, 0.0, 1
     start = time.perf_counter()
-    for step, idx in enumerate(batch_indices(x.shape[0], batch_size, steps, generator), start=1):
-        loss = loss_fn(model(x[idx]), y[idx])
+    for step, (xb, yb) in enumerate(minibatches(x, y, batch_size, steps, generator), start=1):
+        loss = loss_fn(model(xb), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -127,7 +127,7 @@ def _load_published(paper: str, missing: list[str]) -> Any:
 
 
 def published_entry(paper: PaperResults, ref: str | None) -> Any:
-    """The published.yaml entry with id ``ref`` (whatever structure the loader gives), or None."""
+    """The published.yaml entry with id ``ref``, else the setting named ``ref``, or None."""
     if not ref or paper.published is None:
         return None
     pub = paper.published
@@ -138,7 +138,8 @@ def published_entry(paper: PaperResults, ref: str | None) -> Any:
         entry_id = entry.get("id") if isinstance(entry, dict) else getattr(entry, "id", None)
         if entry_id == ref:
             return entry
-    return None
+    settings = pub.get("settings", {}) if isinstance(pub, dict) else {}
+    return settings.get(ref)
 
 
 # --------------------------------------------------------------------------------------------------
