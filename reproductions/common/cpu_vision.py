@@ -1,0 +1,443 @@
+r"""Shared training loop of the Group Normalization and WS/BCN CPU experiments: a small ResNet trained on
+small images with D **virtual devices** (per-device BN statistics, as D GPUs with unsynchronized BN),
+run over settings and seeds on a pool of worker processes; and the statistics the verdict rules use.
+
+The protocol follows the GN paper's ImageNet recipe (Wu & He 2018, §4.1), scaled down:
+
+* D = 8 devices with ``images_per_device`` images each: a forward pass sees :math:`8b` images, and
+  batch-dependent norms compute their statistics per device (``virtual_devices=D``; BN's running
+  statistics are those of device 0, what DDP keeps: :func:`reproductions.common.models.build_model`);
+* SGD with momentum 0.9, weight decay 1e-4 on **every** parameter including :math:`\gamma, \beta`;
+* linear LR scaling (Goyal et al. 2017, §2.1), :math:`\eta = \eta_{256} \cdot B / 256` for B images per
+  optimizer step, the **same number of epochs for every batch size** (small batches take more steps),
+  step decay ÷10 at 30%, 60% and 90% of training (the paper's epochs 30, 60, 90 of 100);
+* He init and :math:`\gamma = 0` in the last norm of each residual block (``zero_init_residual``);
+* the reported error is the **median of the test errors of the final 5 epochs** (the paper's protocol);
+* no data augmentation (the paper's GoogLeNet-style crops do not apply to 8x8 digits).
+
+Gradient accumulation (``ClassifierSchedule.effective_batch``), the WS paper's micro-batch protocol: each
+optimizer step accumulates the gradients of ``effective_batch / (8b)`` micro-batches of :math:`8b` images
+(the official WS README: "batch size 256 and iteration size 1" is equivalent to "batch size 1 and
+iteration size 256" for batch-independent norms). For norms whose forward pass does not depend on the
+batch (GN, LN, IN, with or without WS) the micro-batches are one forward pass of ``effective_batch``
+images, which is the same computation; BN and BCN (whose batch stage uses the micro-batch, or updates
+its running estimates from it) run the micro-batches one after the other.
+
+Each minibatch is a tensor slice of a per-epoch permutation (no DataLoader), dropping the last partial
+batch so that every device holds exactly ``images_per_device`` images. Every run uses one thread, so a
+run gives the same numbers whichever worker executes it (:func:`train_many` runs two at a time on the
+two-core reference machine).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reproductions.common import cpu
+from reproductions.common.cpu import Dataset, Timer, progress, seed_everything
+from reproductions.common.models import build_model, norm_name
+from reproductions.common.optim import build_optimizer
+from reproductions.common.results import stat
+from reproductions.common.schedules import build_scheduler, scaled_lr
+
+__all__ = [
+    "ClassifierSchedule",
+    "ClassifierSetup",
+    "RunRecord",
+    "batch_dependent",
+    "contrast",
+    "curve_stats",
+    "default_workers",
+    "error_stats",
+    "errors_by_label",
+    "image_dataset",
+    "mean_difference",
+    "parallel_map",
+    "run_curves",
+    "standardize_images",
+    "train_classifier",
+    "train_many",
+    "uses_batch_statistics",
+]
+
+
+@dataclass(frozen=True)
+class ClassifierSchedule:
+    """Training hyper-parameters shared by every setting of an experiment (see the module docstring).
+
+    ``effective_batch=None`` trains with one optimizer step per forward pass of ``devices x
+    images_per_device`` images (the GN paper); an integer accumulates micro-batches up to that many images
+    per step (the WS paper's micro-batch protocol)."""
+
+    epochs: int
+    devices: int = 8
+    base_lr: float = 0.1
+    reference_batch: int = 256
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: tuple[float, ...] = (0.3, 0.6, 0.9)
+    depth: int = 8
+    width: int = 16
+    eval_last: int = 5
+    effective_batch: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The fields as plain JSON values (for the results file's config)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class ClassifierSetup:
+    """One row of a table: a norm (registry name and keyword arguments), a conv choice (``"ws"`` for
+    weight standardization) and the number of images per device. ``label`` names it in results."""
+
+    label: str
+    norm: str
+    images_per_device: int
+    norm_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    conv: str = "conv"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "norm": self.norm,
+            "norm_kwargs": dict(self.norm_kwargs),
+            "conv": self.conv,
+            "images_per_device": self.images_per_device,
+        }
+
+
+@dataclass
+class RunRecord:
+    """What one (setting, seed) run measured: per-epoch curves (mean training loss over the epoch's
+    steps, test error in % after the epoch) and the reported test error (median of the last epochs)."""
+
+    label: str
+    seed: int
+    test_error: float
+    train_loss: list[float]
+    test_errors: list[float]
+    steps: int
+    lr: float
+    seconds: float
+    cpu_seconds: float
+
+
+def uses_batch_statistics(norm: str, norm_kwargs: Mapping[str, Any]) -> bool:
+    """True for norms that normalize with statistics of the (per-device) batch in training: BN, and BCN
+    unless its batch stage is the estimated BN (``estimate=True``). These get ``virtual_devices``."""
+    name = norm_name(norm)
+    return name == "bn" or (name == "bcn" and not norm_kwargs.get("estimate", False))
+
+
+def batch_dependent(norm: str, norm_kwargs: Mapping[str, Any]) -> bool:
+    """True when a training step depends on how the batch is split into micro-batches: BN and BCN (the
+    estimated BN of BCN updates its running estimates from each micro-batch, WS paper §5)."""
+    return norm_name(norm) in ("bn", "bcn")
+
+
+def standardize_images(data: Dataset) -> Dataset:
+    """Subtract the training set's mean and divide by its standard deviation (one scalar each, from the
+    training images only); the test images get the same transform."""
+    mean, std = data.x_train.mean(), data.x_train.std()
+    return Dataset(
+        (data.x_train - mean) / std,
+        data.y_train,
+        (data.x_test - mean) / std,
+        data.y_test,
+        data.name,
+        data.source,
+        data.split,
+    )
+
+
+def image_dataset(data: str | None = None, train_images: int | None = None, upsample: int = 1) -> Dataset:
+    """The experiments' images as standardized ``(N, 1, H, W)`` tensors: the 8x8 digits of scikit-learn
+    (default), or the full MNIST at 28x28 from the folder ``data`` (:func:`reproductions.common.cpu.mnist`).
+    ``train_images`` keeps the first that many training images (quick mode; the split is already
+    shuffled); ``upsample`` enlarges every image by an integer factor (bilinear)."""
+    if data is None:
+        ds = cpu.digits()
+    else:
+        ds = cpu.mnist(data)
+        ds.x_train, ds.x_test = ds.x_train.view(-1, 1, 28, 28), ds.x_test.view(-1, 1, 28, 28)
+    if train_images is not None:
+        ds.x_train, ds.y_train = ds.x_train[:train_images], ds.y_train[:train_images]
+        ds.split += f"; only the first {train_images} training images (quick mode)"
+    if upsample != 1:
+        if upsample < 1:
+            raise ValueError(f"upsample must be a positive integer, got {upsample}")
+        grow = lambda x: F.interpolate(x, scale_factor=upsample, mode="bilinear", align_corners=False)  # noqa: E731
+        ds.x_train, ds.x_test = grow(ds.x_train), grow(ds.x_test)
+        ds.name += f", upsampled x{upsample} (bilinear) to {ds.x_train.shape[-2]}x{ds.x_train.shape[-1]}"
+    return standardize_images(ds)
+
+
+def _build(setup: ClassifierSetup, schedule: ClassifierSchedule, in_channels: int, num_classes: int) -> nn.Module:
+    devices = schedule.devices if uses_batch_statistics(setup.norm, setup.norm_kwargs) else 1
+    cfg = {
+        "arch": "small_resnet",
+        "norm": setup.norm,
+        "norm_kwargs": dict(setup.norm_kwargs),
+        "conv": setup.conv,
+        "num_classes": num_classes,
+        "kwargs": {"depth": schedule.depth, "width": schedule.width, "in_channels": in_channels},
+    }
+    return build_model(cfg, virtual_devices=devices)
+
+
+def _step_sizes(setup: ClassifierSetup, schedule: ClassifierSchedule) -> tuple[int, int]:
+    """(images per optimizer step, images per forward pass)."""
+    micro = setup.images_per_device * schedule.devices
+    if schedule.effective_batch is None:
+        return micro, micro
+    if schedule.effective_batch % micro:
+        raise ValueError(
+            f"{setup.label}: effective_batch={schedule.effective_batch} is not a multiple of the micro-batch "
+            f"{micro} ({schedule.devices} devices x {setup.images_per_device} images)"
+        )
+    forward = micro if batch_dependent(setup.norm, setup.norm_kwargs) else schedule.effective_batch
+    return schedule.effective_batch, forward
+
+
+@torch.no_grad()
+def _test_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> float:
+    model.eval()
+    wrong = sum(int((model(x[i : i + chunk]).argmax(1) != y[i : i + chunk]).sum()) for i in range(0, len(x), chunk))
+    model.train()
+    return 100.0 * wrong / len(x)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_classifier(
+    setup: ClassifierSetup, schedule: ClassifierSchedule, data: Dataset, seed: int, *, show_progress: bool = True
+) -> RunRecord:
+    """Train one setting with one seed (model init and data order both from ``seed``) on one thread (so a run
+    gives the same numbers in any worker process) and return its curves and reported test error. ``data``
+    holds ``(N, C, H, W)`` images (see :func:`image_dataset`)."""
+    with _one_thread():
+        return _train(setup, schedule, data, seed, show_progress)
+
+
+def _train(
+    setup: ClassifierSetup, schedule: ClassifierSchedule, data: Dataset, seed: int, show_progress: bool
+) -> RunRecord:
+    if data.x_train.dim() != 4:
+        raise ValueError(f"train_classifier needs (N, C, H, W) images, got shape {tuple(data.x_train.shape)}")
+    step_batch, forward_batch = _step_sizes(setup, schedule)
+    n = data.x_train.shape[0]
+    steps_per_epoch = n // step_batch
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"{setup.label}: {step_batch} images per optimizer step is more than the {n} training images; "
+            f"use fewer images per device (or a smaller effective_batch)"
+        )
+    generator = seed_everything(seed)
+    model = _build(setup, schedule, data.x_train.shape[1], int(data.y_train.max()) + 1)
+    lr = scaled_lr(schedule.base_lr, step_batch, schedule.reference_batch)
+    optimizer = build_optimizer(
+        model, name="sgd", lr=lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay
+    )
+    milestones = [m * schedule.epochs for m in schedule.milestones]
+    scheduler = build_scheduler(optimizer, kind="step", steps_per_epoch=steps_per_epoch, milestones=milestones)
+    train_loss: list[float] = []
+    test_errors: list[float] = []
+    steps = 0
+    model.train()
+    epochs = range(schedule.epochs)
+    if show_progress:
+        epochs = progress(epochs, desc=f"{setup.label} seed {seed}")
+    cpu_start = time.process_time()
+    with Timer() as timer:
+        for _ in epochs:
+            order = torch.randperm(n, generator=generator)[: steps_per_epoch * step_batch]
+            order = order.view(steps_per_epoch, step_batch)
+            total = torch.zeros(())
+            for idx in order:
+                optimizer.zero_grad(set_to_none=True)
+                for part in idx.split(forward_batch):
+                    # Each micro-batch's mean loss, weighted by its share: the gradient of the step's mean loss.
+                    loss = F.cross_entropy(model(data.x_train[part]), data.y_train[part]) * (len(part) / step_batch)
+                    loss.backward()
+                    total += loss.detach()
+                optimizer.step()
+                scheduler.step()
+                steps += 1
+            train_loss.append(float(total) / len(order))
+            test_errors.append(_test_error(model, data.x_test, data.y_test))
+            if not math.isfinite(train_loss[-1]):
+                break  # diverged: the record keeps the non-finite loss
+    final = statistics.median(test_errors[-schedule.eval_last :])
+    cpu_seconds = time.process_time() - cpu_start
+    return RunRecord(setup.label, seed, final, train_loss, test_errors, steps, lr, timer.seconds, cpu_seconds)
+
+
+def _train_quietly(setup: ClassifierSetup, schedule: ClassifierSchedule, data: Dataset, seed: int) -> RunRecord:
+    return train_classifier(setup, schedule, data, seed, show_progress=False)
+
+
+def _cost(setup: ClassifierSetup, schedule: ClassifierSchedule, n: int) -> float:
+    """Rough relative cost of a run (forward passes, each with a fixed overhead), to start long runs first."""
+    step_batch, forward_batch = _step_sizes(setup, schedule)
+    return (n // step_batch) * (step_batch / forward_batch) * (1.0 + forward_batch / 64)
+
+
+def default_workers() -> int:
+    """Worker processes of :func:`parallel_map`: the number of cores, at most 2 (the reference machine)."""
+    return min(2, os.cpu_count() or 1)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def parallel_map(
+    fn: Callable[..., Any],
+    jobs: Sequence[tuple[Any, ...]],
+    *,
+    workers: int | None = None,
+    desc: str = "runs",
+    on_result: Callable[[Any, Any], None] | None = None,
+) -> list[Any]:
+    """``[fn(*job) for job in jobs]``, each call on **one thread**, on ``workers`` processes (default
+    :func:`default_workers`; ``1`` runs in this process). Results come back in job order; ``on_result(bar,
+    result)`` is called as each finishes (``bar`` is the tqdm bar, for ``bar.write``). ``fn`` must be a
+    module-level function (workers are spawned: fork after torch's thread pools start can hang)."""
+    workers = max(1, min(workers or default_workers(), len(jobs)))
+    results: list[Any] = [None] * len(jobs)
+    bar = progress(total=len(jobs), desc=desc)
+
+    def done(index: int, result: Any) -> None:
+        results[index] = result
+        bar.update(1)
+        if on_result is not None:
+            on_result(bar, result)
+
+    try:
+        if workers == 1:
+            with _one_thread():
+                for index, job in enumerate(jobs):
+                    done(index, fn(*job))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+                futures = {pool.submit(fn, *job): index for index, job in enumerate(jobs)}
+                for future in as_completed(futures):
+                    done(futures[future], future.result())
+    finally:
+        bar.close()
+    return results
+
+
+def train_many(
+    setups: Sequence[ClassifierSetup],
+    seeds: Sequence[int],
+    schedule: ClassifierSchedule,
+    data: Dataset,
+    *,
+    workers: int | None = None,
+    desc: str = "runs",
+) -> dict[str, list[RunRecord]]:
+    """Train every setting with every seed (:func:`parallel_map`, longest runs first); returns ``{label:
+    [record per seed, in seed order]}`` and prints a one-line summary per setting when its last seed ends."""
+    labels = [s.label for s in setups]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"setting labels must be unique, got {labels}")
+    jobs = sorted(
+        ((s, schedule, data, seed) for s in setups for seed in seeds),
+        key=lambda job: -_cost(job[0], schedule, len(data.x_train)),
+    )
+    finished: dict[str, list[RunRecord]] = {label: [] for label in labels}
+
+    def summary(bar: Any, record: RunRecord) -> None:
+        got = finished[record.label]
+        got.append(record)
+        if len(got) == len(seeds):
+            errs = [r.test_error for r in got]
+            sd = statistics.stdev(errs) if len(errs) > 1 else 0.0
+            cpu_s = sum(r.cpu_seconds for r in got)
+            bar.write(
+                f"  {record.label:24s} test error {statistics.fmean(errs):6.2f} ± {sd:4.2f} %  (cpu {cpu_s:6.1f} s)"
+            )
+
+    records = parallel_map(_train_quietly, jobs, workers=workers, desc=desc, on_result=summary)
+    by_key = {(r.label, r.seed): r for r in records}
+    return {label: [by_key[label, seed] for seed in seeds] for label in labels}
+
+
+def error_stats(records: Sequence[RunRecord]) -> dict[str, Any]:
+    """The reported test error over seeds (mean, sample std, values), in %."""
+    return stat([r.test_error for r in records], unit="%", higher_is_better=False)
+
+
+def curve_stats(records: Sequence[RunRecord], key: str) -> dict[str, list[float | None]]:
+    """Mean and std over seeds, epoch by epoch, of ``key`` (``"train_loss"`` or ``"test_errors"``)."""
+    series = [getattr(r, key) for r in records]
+    length = min(len(s) for s in series)
+    per_epoch = [stat([s[i] for s in series]) for i in range(length)]
+    return {"mean": [p["mean"] for p in per_epoch], "std": [p["std"] for p in per_epoch]}
+
+
+def contrast(terms: Sequence[tuple[float, Sequence[float]]]) -> tuple[float, float]:
+    r"""A linear combination of the means of independent samples and its standard error,
+
+    .. math:: d = \sum_k c_k \bar x_k, \qquad se(d) = \sqrt{\sum_k c_k^2 s_k^2 / n_k}
+
+    with :math:`s_k^2` the sample variances (ddof=1; 0 for a single value). ``terms`` are
+    ``(c_k, values_k)``. The verdict rules call a value significant when :math:`|d| > 2\,se(d)` (about a
+    95% interval for normal errors)."""
+    if not terms or any(len(v) == 0 for _, v in terms):
+        raise ValueError("contrast needs at least one value in every sample")
+    value = sum(c * statistics.fmean(v) for c, v in terms)
+    var = sum(c * c * (statistics.variance(v) if len(v) > 1 else 0.0) / len(v) for c, v in terms)
+    return value, math.sqrt(var)
+
+
+def run_curves(records: Mapping[str, Sequence[RunRecord]], epochs: int) -> dict[str, Any]:
+    """The results file's ``curves``: training loss and test error per epoch, mean and std over seeds, one
+    series per setting label."""
+    return {
+        key: {
+            "x": list(range(1, epochs + 1)),
+            "x_label": "epoch",
+            "y_label": ylabel,
+            "series": {label: curve_stats(recs, attr) for label, recs in records.items()},
+        }
+        for key, attr, ylabel in (
+            ("train_loss", "train_loss", "training loss (mean over the epoch's steps, train mode)"),
+            ("test_error", "test_errors", "test error (%)"),
+        )
+    }
+
+
+def errors_by_label(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Per-seed test errors by setting label, read back from a results file's ``test_error.<label>``
+    metrics (what the experiments' verdict rules and plots take)."""
+    return {k.removeprefix("test_error."): list(v["values"]) for k, v in metrics.items() if k.startswith("test_error.")}
+
+
+def mean_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """:math:`\bar a - \bar b` and its standard error (:func:`contrast` with coefficients +1, -1)."""
+    return contrast([(1.0, a), (-1.0, b)])
