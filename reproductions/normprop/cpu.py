@@ -90,7 +90,9 @@ class NormPropConfig:
 
 
 CONFIG = NormPropConfig()
-QUICK_CONFIG = NormPropConfig(width=4, epochs=1, timing_repeats=2, timing_epochs=0.05, stats_samples=64)
+QUICK_CONFIG = NormPropConfig(
+    width=8, batch_size=16, epochs=3, timing_repeats=2, timing_epochs=0.25, stats_samples=64
+)
 QUICK_TRAIN_SAMPLES = 256
 """Quick mode trains on the first 256 training images (batch 1: 256 steps), enough to see the loss fall."""
 
