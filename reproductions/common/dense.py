@@ -11,9 +11,9 @@ from torch import nn
 
 from reproductions.common.distributed import get_env, print0
 from reproductions.common.recipe import Session
-from reproductions.common.trainer import batch_report
+from reproductions.common.trainer import Trainer, batch_report
 
-__all__ = ["describe_run", "rng_neutral"]
+__all__ = ["describe_run", "rng_neutral", "trainer_from_config"]
 
 T = TypeVar("T")
 
@@ -55,3 +55,24 @@ def rng_neutral(fn: Callable[..., T]) -> Callable[..., T]:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def trainer_from_config(cfg: Mapping[str, Any], run: Session, **parts: Any) -> Trainer:
+    """A :class:`~reproductions.common.trainer.Trainer` whose loop settings come from the config's
+    ``train`` section and the session (epochs, evaluation period, accumulation, logging, clipping,
+    channels_last, epoch checkpoints); ``parts`` are the task's pieces (model, optimizer, scheduler,
+    precision, train_loader, loss_fn, evaluate, ...)."""
+    train = cfg["train"]
+    return Trainer(
+        env=run.env,
+        epochs=int(train["epochs"]),
+        out_dir=run.out_dir,
+        config=dict(cfg),
+        eval_every=int(train["eval_every"]),
+        accum_steps=run.accum_steps,
+        log_every=int(train["log_every"]),
+        clip_grad_norm=train.get("clip_grad_norm"),
+        channels_last=bool(train["channels_last"]),
+        keep_epoch_checkpoints=bool(train["keep_epoch_checkpoints"]),
+        **parts,
+    )

@@ -45,12 +45,12 @@ from reproductions.common import checkpoint as ckpt
 from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
 from reproductions.common.coco_data import CocoInstances, check_coco, detection_collate
 from reproductions.common.coco_eval import IOU_TYPES, evaluate_coco
-from reproductions.common.dense import describe_run, rng_neutral
+from reproductions.common.dense import describe_run, rng_neutral, trainer_from_config
 from reproductions.common.distributed import cleanup, print0
 from reproductions.common.logs import RunLog
-from reproductions.common.models import build_model, norm_name
+from reproductions.common.models import norm_name
 from reproductions.common.precision import Precision
-from reproductions.common.pretrained import freeze_resnet_stages, load_backbone_weights
+from reproductions.common.pretrained import backbone_from_config, freeze_resnet_stages
 from reproductions.common.recipe import (
     Session,
     eval_loader,
@@ -60,7 +60,7 @@ from reproductions.common.recipe import (
     train_loader,
     write_summary,
 )
-from reproductions.common.trainer import Trainer, prepare_model
+from reproductions.common.trainer import prepare_model
 
 __all__ = ["BOX_HEADS", "DETECTION_DEFAULTS", "build_detector", "detection_loss", "main"]
 
@@ -138,22 +138,7 @@ def build_detector(
         raise ValueError(f"model.backbone={m['backbone']!r}; choose one of {', '.join(BACKBONES)}")
     if m["box_head"] not in BOX_HEADS:
         raise ValueError(f"model.box_head={m['box_head']!r}; choose one of {', '.join(BOX_HEADS)}")
-    resnet = build_model(
-        {
-            "arch": m["backbone"],
-            "norm": m["norm"],
-            "norm_kwargs": m.get("norm_kwargs") or {},
-            "conv": m.get("conv") or "conv",
-            "conv_kwargs": m.get("conv_kwargs") or {},
-            "num_classes": 1000,
-            "zero_init_residual": bool(m.get("zero_init_residual", True)),
-        },
-        sync_bn=sync_bn,
-        virtual_devices=virtual_devices,
-    )
-    if m.get("pretrained"):
-        for line in load_backbone_weights(resnet, m["pretrained"], trusted=trusted).lines():
-            log(line)
+    resnet = backbone_from_config(m, sync_bn=sync_bn, virtual_devices=virtual_devices, trusted=trusted, log=log)
     freeze_resnet_stages(resnet, int(m["trainable_layers"]))
     stages = ("layer1", "layer2", "layer3", "layer4")
     head_kw = m.get("head_norm_kwargs") or {}
@@ -278,24 +263,16 @@ def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | Non
             iou_types=iou_types, mask_threshold=float(ev["mask_threshold"]), log=log.line,
         )  # fmt: skip
 
-    trainer = Trainer(
+    trainer = trainer_from_config(
+        cfg,
+        run,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
         precision=precision,
-        env=run.env,
         train_loader=loader,
         loss_fn=detection_loss,
-        epochs=int(train_cfg["epochs"]),
-        out_dir=run.out_dir,
-        config=cfg,
         evaluate=evaluate,
-        eval_every=int(train_cfg["eval_every"]),
-        accum_steps=run.accum_steps,
-        log_every=int(train_cfg["log_every"]),
-        clip_grad_norm=train_cfg.get("clip_grad_norm"),
-        channels_last=channels_last,
-        keep_epoch_checkpoints=bool(train_cfg["keep_epoch_checkpoints"]),
         images_in_batch=_images_in_batch,
     )
     trainer.resume(ckpt.resolve_resume(args.resume, run.out_dir), trusted=args.trusted_checkpoint)

@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from reproductions.common.checkpoint import load_checkpoint
+from reproductions.common.models import build_model
 from reproductions.common.trainer import CHECKPOINT_FORMAT
 
-__all__ = ["LoadReport", "freeze_resnet_stages", "load_backbone_weights", "read_state_dict"]
+__all__ = ["LoadReport", "backbone_from_config", "freeze_resnet_stages", "load_backbone_weights", "read_state_dict"]
 
 _PREFIXES = ("module.", "_orig_mod.")
 RESNET_STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
@@ -136,3 +137,34 @@ def freeze_resnet_stages(model: nn.Module, trainable_stages: int) -> None:
         stage = "conv1" if name.startswith("bn1.") else name.split(".")[0]
         if stage in RESNET_STAGES and stage not in trainable:
             param.requires_grad_(False)
+
+
+def backbone_from_config(
+    model_cfg: Mapping[str, Any],
+    *,
+    sync_bn: bool = False,
+    virtual_devices: int = 1,
+    trusted: bool = False,
+    log: Any = print,
+) -> nn.Module:
+    """The ResNet a dense task's ``model`` section asks for (``backbone``, ``norm``, ``norm_kwargs``,
+    ``conv``, ``conv_kwargs``, ``zero_init_residual``), built by
+    :func:`reproductions.common.models.build_model` (so ``sync_bn`` and virtual devices apply as in
+    classification), with the ``pretrained`` weights loaded; ``log`` receives the load report."""
+    resnet = build_model(
+        {
+            "arch": model_cfg["backbone"],
+            "norm": model_cfg["norm"],
+            "norm_kwargs": model_cfg.get("norm_kwargs") or {},
+            "conv": model_cfg.get("conv") or "conv",
+            "conv_kwargs": model_cfg.get("conv_kwargs") or {},
+            "num_classes": 1000,
+            "zero_init_residual": bool(model_cfg.get("zero_init_residual", True)),
+        },
+        sync_bn=sync_bn,
+        virtual_devices=virtual_devices,
+    )
+    if model_cfg.get("pretrained"):
+        for line in load_backbone_weights(resnet, model_cfg["pretrained"], trusted=trusted).lines():
+            log(line)
+    return resnet

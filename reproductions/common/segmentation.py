@@ -43,12 +43,12 @@ from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
 import normcore
 from reproductions.common import checkpoint as ckpt
 from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
-from reproductions.common.dense import describe_run, rng_neutral
+from reproductions.common.dense import describe_run, rng_neutral, trainer_from_config
 from reproductions.common.distributed import all_reduce_sum, cleanup, get_env, print0, unwrap_model
 from reproductions.common.logs import RunLog, progress
-from reproductions.common.models import build_model, norm_name
+from reproductions.common.models import norm_name
 from reproductions.common.precision import Precision
-from reproductions.common.pretrained import load_backbone_weights
+from reproductions.common.pretrained import backbone_from_config
 from reproductions.common.recipe import (
     Session,
     eval_loader,
@@ -58,7 +58,7 @@ from reproductions.common.recipe import (
     train_loader,
     write_summary,
 )
-from reproductions.common.trainer import Trainer, prepare_model
+from reproductions.common.trainer import prepare_model
 from reproductions.common.voc_data import IGNORE_INDEX, TRAIN_AUG_SIZE, VOC_CLASSES, VOCSegmentation, pad_collate
 
 __all__ = [
@@ -185,22 +185,7 @@ def build_deeplabv3(
     m = dict(model_cfg)
     if m["backbone"] not in BACKBONES:
         raise ValueError(f"model.backbone={m['backbone']!r}; choose one of {', '.join(BACKBONES)}")
-    resnet = build_model(
-        {
-            "arch": m["backbone"],
-            "norm": m["norm"],
-            "norm_kwargs": m.get("norm_kwargs") or {},
-            "conv": m.get("conv") or "conv",
-            "conv_kwargs": m.get("conv_kwargs") or {},
-            "num_classes": 1000,
-            "zero_init_residual": bool(m.get("zero_init_residual", True)),
-        },
-        sync_bn=sync_bn,
-        virtual_devices=virtual_devices,
-    )
-    if m.get("pretrained"):
-        for line in load_backbone_weights(resnet, m["pretrained"], trusted=trusted).lines():
-            log(line)
+    resnet = backbone_from_config(m, sync_bn=sync_bn, virtual_devices=virtual_devices, trusted=trusted, log=log)
     in_channels = [c for c in resnet.layer4.modules() if isinstance(c, nn.Conv2d)][-1].out_channels
     aspp = ASPP(in_channels, list(m["aspp_rates"]), int(m["aspp_channels"]))
     aspp.base_rates = tuple(int(r) for r in m["aspp_rates"])
@@ -338,24 +323,16 @@ def _train(cfg: dict[str, Any], args: Any, run: Session, train_set: Any, val_set
         per_class.update({k: out.pop(k) for k in list(out) if k.startswith("IoU_")})  # summary only, not per epoch
         return out
 
-    trainer = Trainer(
+    trainer = trainer_from_config(
+        cfg,
+        run,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
         precision=precision,
-        env=run.env,
         train_loader=loader,
         loss_fn=segmentation_loss,
-        epochs=int(train_cfg["epochs"]),
-        out_dir=run.out_dir,
-        config=cfg,
         evaluate=evaluate,
-        eval_every=int(train_cfg["eval_every"]),
-        accum_steps=run.accum_steps,
-        log_every=int(train_cfg["log_every"]),
-        clip_grad_norm=train_cfg.get("clip_grad_norm"),
-        channels_last=channels_last,
-        keep_epoch_checkpoints=bool(train_cfg["keep_epoch_checkpoints"]),
     )
     trainer.resume(ckpt.resolve_resume(args.resume, run.out_dir), trusted=args.trusted_checkpoint)
     if args.eval_only:

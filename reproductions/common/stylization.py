@@ -55,7 +55,7 @@ from reproductions.common import atomic
 from reproductions.common import checkpoint as ckpt
 from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
 from reproductions.common.datasets import IMAGE_EXTENSIONS, DataError, _load_image
-from reproductions.common.dense import describe_run, rng_neutral
+from reproductions.common.dense import describe_run, rng_neutral, trainer_from_config
 from reproductions.common.distributed import cleanup, get_env, print0, unwrap_model
 from reproductions.common.precision import Precision
 from reproductions.common.pretrained import read_state_dict
@@ -77,7 +77,7 @@ from reproductions.common.stylization_cpu import (
     total_variation,
     vgg19_weights_path,
 )
-from reproductions.common.trainer import Trainer, prepare_model
+from reproductions.common.trainer import prepare_model
 
 __all__ = [
     "ARCHITECTURES",
@@ -402,24 +402,16 @@ def _train(cfg: dict[str, Any], args: Any, run: Session, files: list[Path], netw
             save_grid(samples / f"epoch{epoch:03d}{suffix}.png", previews, out.float(), network.description)
         return {"preview_loss": float(loss), **{f"preview_{k}": float(v) for k, v in parts.items()}}
 
-    trainer = Trainer(
+    trainer = trainer_from_config(
+        cfg,
+        run,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
         precision=precision,
-        env=run.env,
         train_loader=loader,
         loss_fn=loss_fn,
-        epochs=int(train_cfg["epochs"]),
-        out_dir=run.out_dir,
-        config=cfg,
         evaluate=evaluate,
-        eval_every=int(train_cfg["eval_every"]),
-        accum_steps=run.accum_steps,
-        log_every=int(train_cfg["log_every"]),
-        clip_grad_norm=train_cfg.get("clip_grad_norm"),
-        channels_last=channels_last,
-        keep_epoch_checkpoints=bool(train_cfg["keep_epoch_checkpoints"]),
     )
     trainer.resume(ckpt.resolve_resume(args.resume, run.out_dir), trusted=args.trusted_checkpoint)
     history = trainer.fit()
