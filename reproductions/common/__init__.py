@@ -26,14 +26,18 @@ Task-agnostic (detection, segmentation and stylization build on these; do not fo
     ``per_device_batch``, ``process_batch``, ``total_batch``), ``train_loader(dataset, run,
     collate_fn=)``, ``eval_loader(dataset, run)``, ``optimizer_from_config(cfg, model, total_batch)``
     (linear LR scaling), ``scheduler_from_config(cfg, optimizer, steps_per_epoch)``,
-    ``median_of_last(history, key, n)``, ``write_summary(run, cfg, history, metrics)``.
+    ``describe_run(run, cfg, model)`` (prints the batch / BN-statistics lines),
+    ``trainer_from_config(cfg, run, model=, optimizer=, scheduler=, precision=, train_loader=,
+    loss_fn=, evaluate=)``, ``median_of_last(history, key, n)``, ``write_summary(run, cfg, history,
+    metrics)``, ``end_session(run)`` (leaves the process group if the session created it).
 ``trainer``
     ``prepare_model(model, env, channels_last=, compile=, find_unused_parameters=)`` (device, DDP,
     compile), ``Trainer(model=, optimizer=, scheduler=, precision=, env=, train_loader=, loss_fn=,
     epochs=, out_dir=, config=, evaluate=, accum_steps=, log_every=, clip_grad_norm=, to_device=, ...)``
-    with ``.resume(path, trusted=)`` and ``.fit() -> history``; ``loss_fn(model, batch) -> (loss,
-    metrics)``; ``batch_report(model, ...)`` (per-device / total / BN-statistics batch lines);
-    ``move_to_device``; ``seed_all``.
+    with ``.resume(path, trusted=)``, ``.fit() -> history`` and ``.evaluate(model)`` (eval mode,
+    no grad, autocast, RNG-neutral); ``loss_fn(model, batch) -> (loss, metrics)``;
+    ``batch_report(model, ...)`` (per-device / total / BN-statistics batch lines); ``move_to_device``;
+    ``seed_all``.
 ``precision``
     ``Precision(amp, device)`` (``.autocast()``, ``.scaler``), ``AMP_CHOICES``.
 ``checkpoint``

@@ -29,6 +29,7 @@ from reproductions.common.models import build_model
 from reproductions.common.precision import Precision
 from reproductions.common.recipe import (
     Session,
+    describe_run,
     end_session,
     eval_loader,
     median_of_last,
@@ -36,9 +37,10 @@ from reproductions.common.recipe import (
     scheduler_from_config,
     start_session,
     train_loader,
+    trainer_from_config,
     write_summary,
 )
-from reproductions.common.trainer import Trainer, batch_report, prepare_model
+from reproductions.common.trainer import prepare_model
 
 __all__ = ["CLASSIFICATION_DEFAULTS", "build_from_config", "evaluate_topk", "main", "topk_correct"]
 
@@ -124,25 +126,6 @@ def build_from_config(cfg: Mapping[str, Any], num_classes: int | None = None) ->
     )
 
 
-def _describe(run: Session, cfg: Mapping[str, Any], model: nn.Module) -> None:
-    for line in batch_report(
-        model,
-        per_device_batch=run.per_device_batch,
-        virtual_devices=run.virtual_devices,
-        world_size=run.env.world_size,
-        accum_steps=run.accum_steps,
-    ):
-        print0(line)
-    paper_devices = cfg["train"].get("paper_devices")
-    devices = run.env.world_size * run.virtual_devices
-    if paper_devices and devices != paper_devices:
-        print0(
-            f"note: the paper used {paper_devices} devices x {run.per_device_batch} images; this run has {devices} "
-            f"device(s) (total batch {run.total_batch} vs {paper_devices * run.per_device_batch}); "
-            f"add --virtual-devices {max(1, paper_devices // run.env.world_size)} to match its batch arithmetic"
-        )
-
-
 def main(argv: Sequence[str] | None = None, *, paper: str, description: str = "") -> dict[str, Any] | None:
     """Train and evaluate one config; returns the summary metrics on rank 0 (``None`` elsewhere)."""
     parser = engine_parser(description or f"{paper}: full-scale classification training")
@@ -170,7 +153,7 @@ def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | Non
     )
     print0(f"data: {len(train_set)} training and {len(val_set)} validation images, {num_classes} classes")
     model = build_from_config(cfg, num_classes)
-    _describe(run, cfg, model)
+    describe_run(run, cfg, model)
     channels_last = bool(train_cfg["channels_last"])
     model = prepare_model(model, run.env, channels_last=channels_last, compile=bool(train_cfg["compile"]))
     loader = train_loader(train_set, run)
@@ -185,31 +168,22 @@ def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | Non
         logits = m(images)
         return F.cross_entropy(logits.float(), target, label_smoothing=smoothing), {}
 
-    trainer = Trainer(
+    trainer = trainer_from_config(
+        cfg,
+        run,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
         precision=precision,
-        env=run.env,
         train_loader=loader,
         loss_fn=loss_fn,
-        epochs=int(train_cfg["epochs"]),
-        out_dir=run.out_dir,
-        config=cfg,
         evaluate=lambda m: evaluate_topk(m, val_loader, run.env.device, channels_last),
-        eval_every=int(train_cfg["eval_every"]),
-        accum_steps=run.accum_steps,
-        log_every=int(train_cfg["log_every"]),
-        clip_grad_norm=train_cfg.get("clip_grad_norm"),
-        channels_last=channels_last,
-        keep_epoch_checkpoints=bool(train_cfg["keep_epoch_checkpoints"]),
     )
     trainer.resume(ckpt.resolve_resume(args.resume, run.out_dir), trusted=args.trusted_checkpoint)
     if args.eval_only:
         if args.resume is None:
             raise SystemExit("--eval-only needs --resume CHECKPOINT (the weights to evaluate)")
-        with torch.no_grad(), precision.autocast():
-            metrics = evaluate_topk(model, val_loader, run.env.device, channels_last)
+        metrics = trainer.evaluate(model)
         print0(f"evaluation: top-1 error {metrics['top1_err']:.2f}%  top-5 error {metrics['top5_err']:.2f}%")
         return metrics if run.env.is_main else None
     history = trainer.fit()

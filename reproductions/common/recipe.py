@@ -31,10 +31,11 @@ from reproductions.common.manifest import build_manifest
 from reproductions.common.optim import build_optimizer
 from reproductions.common.sampling import GlobalBatchSampler, SeededDataset, ShardSampler
 from reproductions.common.schedules import build_scheduler, scaled_lr
-from reproductions.common.trainer import seed_all
+from reproductions.common.trainer import Trainer, batch_report, seed_all
 
 __all__ = [
     "Session",
+    "describe_run",
     "end_session",
     "eval_loader",
     "median_of_last",
@@ -42,6 +43,7 @@ __all__ = [
     "scheduler_from_config",
     "start_session",
     "train_loader",
+    "trainer_from_config",
     "write_summary",
 ]
 
@@ -189,6 +191,49 @@ def scheduler_from_config(
         warmup_start_factor=float(s["warmup_start_factor"]),
         decay_every=float(s.get("decay_every") or 0),
         decay_unit=s.get("decay_unit", "epoch"),
+    )
+
+
+def describe_run(run: Session, cfg: Mapping[str, Any], model: nn.Module) -> None:
+    """Print (rank 0) the batch arithmetic and BN statistics batch (:func:`batch_report`), and how the
+    run's devices compare with the paper's (``train.paper_devices``)."""
+    for line in batch_report(
+        model,
+        per_device_batch=run.per_device_batch,
+        virtual_devices=run.virtual_devices,
+        world_size=run.env.world_size,
+        accum_steps=run.accum_steps,
+    ):
+        print0(line)
+    paper_devices = cfg["train"].get("paper_devices")
+    devices = run.env.world_size * run.virtual_devices
+    if paper_devices and devices != paper_devices:
+        hint = max(1, paper_devices // run.env.world_size)
+        print0(
+            f"note: the paper used {paper_devices} devices x {run.per_device_batch} images; this run has {devices} "
+            f"device(s) (total batch {run.total_batch} vs {paper_devices * run.per_device_batch}); the LR follows "
+            f"by linear scaling. For the paper's per-device BN statistics and total batch, add --virtual-devices {hint}"
+        )
+
+
+def trainer_from_config(cfg: Mapping[str, Any], run: Session, **parts: Any) -> Trainer:
+    """A :class:`Trainer` whose loop settings come from the config's ``train`` section and the session
+    (epochs, evaluation period, accumulation, logging, clipping, channels_last, epoch checkpoints);
+    ``parts`` are the task's pieces: ``model``, ``optimizer``, ``scheduler``, ``precision``,
+    ``train_loader``, ``loss_fn``, ``evaluate`` (and optionally ``to_device``, ``images_in_batch``)."""
+    train = cfg["train"]
+    return Trainer(
+        env=run.env,
+        epochs=int(train["epochs"]),
+        out_dir=run.out_dir,
+        config=dict(cfg),
+        eval_every=int(train["eval_every"]),
+        accum_steps=run.accum_steps,
+        log_every=int(train["log_every"]),
+        clip_grad_norm=train.get("clip_grad_norm"),
+        channels_last=bool(train["channels_last"]),
+        keep_epoch_checkpoints=bool(train["keep_epoch_checkpoints"]),
+        **parts,
     )
 
 

@@ -366,14 +366,21 @@ class Trainer:
         )
         return out
 
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Run ``evaluate`` in eval mode, without gradients, under autocast, and RNG-neutral: torch's CPU
+        and this device's CUDA generators are restored afterwards (evaluation loaders draw worker seeds
+        from them), so whether and when a run evaluates never changes its training randomness."""
+        model.eval()
+        devices = [self.env.device] if self.env.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), self.precision.autocast():
+            return self.evaluate_fn(model) if self.evaluate_fn is not None else {}
+
     def fit(self) -> list[dict[str, Any]]:
         """Train from ``start_epoch`` to ``epochs``; returns the per-epoch history."""
         for epoch in range(self.start_epoch, self.epochs):
             record: dict[str, Any] = {"epoch": epoch + 1, **self.train_one_epoch(epoch), "step": self.global_step}
             if self.evaluate_fn is not None and ((epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs):
-                self.model.eval()
-                with torch.no_grad(), self.precision.autocast():
-                    record.update(self.evaluate_fn(self.model))
+                record.update(self.evaluate(self.model))
             self.history.append(record)
             self.log.epoch(record)
             shown = {k: v for k, v in record.items() if k not in ("epoch", "step")}
