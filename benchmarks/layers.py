@@ -21,8 +21,11 @@ NormPropConv2d 3x3   nn.Conv2d 3x3 then nn.BatchNorm2d        <  1.00 (faster)
 Method: each (layer, shape, layout, pass) cell warms both layers up, picks a number of inner
 iterations so that one timed block lasts >= 20 ms (CPU) / 5 ms (CUDA), then times ``--repeats``
 blocks of each layer, interleaved and in alternating order (ours, native, native, ours, ...) so that
-load drift on a shared machine hits both alike. The ratio is the median of the per-repeat ratios; the
-times shown are the medians. CUDA timing uses CUDA events after a synchronize.
+load drift on a shared machine hits both alike. The times are the medians over the repeats, the
+ratio is theirs. CUDA timing uses CUDA events after a synchronize; CPU timing the wall
+clock by default. On a CPU shared with other jobs, wall time mostly measures how long the process
+waited for a core (and intra-op threads fight the other jobs for the cores): there, use
+``--threads 1 --clock thread``, which counts only the CPU time of the one computing thread.
 
 Usage::
 
@@ -30,6 +33,7 @@ Usage::
     python benchmarks/layers.py --quick              # fewer shapes and repeats (~1 minute)
     python benchmarks/layers.py --device cuda --markdown > table.md
     python benchmarks/layers.py --only GroupNorm,WSConv2d --layout channels_last
+    python benchmarks/layers.py --threads 1 --clock thread   # on a CPU shared with other jobs
 
 Importable: :func:`run` returns the rows, :func:`format_table` / :func:`format_markdown` print them.
 """
@@ -173,8 +177,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+CLOCKS: dict[str, Callable[[], float]] = {
+    "wall": time.perf_counter,
+    "process": time.process_time,
+    "thread": time.thread_time,
+}
+_clock = CLOCKS["wall"]
+
+
 def _time_block(step: Callable[[], None], iters: int, device: torch.device) -> float:
-    """Seconds per iteration of ``step`` over one block of ``iters`` calls."""
+    """Seconds per iteration of ``step`` over one block of ``iters`` calls (CUDA events on a GPU,
+    else the selected clock)."""
     _sync(device)
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -184,17 +197,16 @@ def _time_block(step: Callable[[], None], iters: int, device: torch.device) -> f
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1e3 / iters
-    t0 = time.perf_counter()
+    t0 = _clock()
     for _ in range(iters):
         step()
-    return (time.perf_counter() - t0) / iters
+    return (_clock() - t0) / iters
 
 
 def compare(
     ours: Callable[[], None], native: Callable[[], None], device: torch.device, repeats: int, warmup: int = 3
 ) -> tuple[float, float, float]:
-    """(ours seconds, native seconds, ratio): medians over interleaved repeats; the ratio is the median
-    of the per-repeat ratios."""
+    """(ours seconds, native seconds, ratio): medians over interleaved repeats, and their ratio."""
     for _ in range(warmup):
         ours()
         native()
@@ -208,8 +220,8 @@ def compare(
         else:
             t_native.append(_time_block(native, iters, device))
             t_ours.append(_time_block(ours, iters, device))
-    ratio = statistics.median(o / n for o, n in zip(t_ours, t_native))
-    return statistics.median(t_ours), statistics.median(t_native), ratio
+    ours_s, native_s = statistics.median(t_ours), statistics.median(t_native)
+    return ours_s, native_s, ours_s / native_s
 
 
 def _step(module: nn.Module, x: torch.Tensor, pass_: str) -> Callable[[], None]:
@@ -280,8 +292,11 @@ def run(
     only: Sequence[str] = (),
     layouts: Sequence[str] = LAYOUTS,
     progress: bool = True,
+    clock: str = "wall",
 ) -> list[Row]:
     """Measure every cell and return the rows (see the module docstring for the method)."""
+    global _clock
+    _clock = CLOCKS[clock]
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
@@ -336,9 +351,21 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+NOTES = {
+    "channels_last GN/LN/IN/BCN": "normcore normalizes channels_last input in the contiguous layout and converts "
+    "back: PyTorch's CPU channels_last group-norm kernel computes the variance as E[x^2] - E[x]^2 (output off by "
+    "~1e3 for mean 1e4, std 1 in float32), and its CUDA kernel returns NCHW (pytorch/pytorch#111824). The two "
+    "layout conversions are the cost.",
+    "WSConv2d training": "the official WS formula takes the per-filter std with torch's Welford std kernel, kept "
+    "for bit-exactness with the released code; on CPU it dominates the overhead for large weights (256x256x3x3).",
+    "WSConv2d eval": "under no_grad in eval mode the standardized weight is cached, so the conv is nn.Conv2d's; "
+    "any ratio away from 1 there is timing noise.",
+}
+
+
 def format_markdown(rows: Sequence[Row], description: str) -> str:
     lines = [
-        f"Measured on {description}. Ratio = normcore time / native time (median of interleaved repeats).",
+        f"Measured on {description}. Ratio = normcore time / native time (medians of interleaved repeats).",
         "",
         "| Layer | Native reference | Shape | Layout | Pass | normcore (ms) | native (ms) | Ratio | Target | |",
         "|---|---|---|---|---|--:|--:|--:|---|---|",
@@ -348,6 +375,7 @@ def format_markdown(rows: Sequence[Row], description: str) -> str:
             f"| {r.layer} | {r.reference} | {_shape_text(r)} | {r.layout} | {r.pass_} | {r.ours_ms:.3f} | "
             f"{r.native_ms:.3f} | {r.ratio:.3f} | {r.target_text} | {'PASS' if r.passed else 'FAIL'} |"
         )
+    lines += ["", *(f"- {k}: {v}" for k, v in NOTES.items())]
     return "\n".join(lines)
 
 
@@ -360,15 +388,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--only", default="", help="comma-separated layer names to run (substring match)")
     parser.add_argument("--layout", choices=[*LAYOUTS, "both"], default="both")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="CPU timer: wall (default), process CPU time, or this thread's CPU time (needs --threads 1); "
+        "on a machine shared with other jobs use --threads 1 --clock thread",
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table with the machine")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "thread" and torch.get_num_threads() != 1:
+        parser.error("--clock thread counts only the calling thread's CPU time: add --threads 1")
     dtype = getattr(torch, args.dtype)
     layouts = LAYOUTS if args.layout == "both" else (args.layout,)
     only = [o.strip() for o in args.only.split(",") if o.strip()]
-    rows = run(args.device, dtype, args.quick, args.repeats, only, layouts)
+    rows = run(args.device, dtype, args.quick, args.repeats, only, layouts, clock=args.clock)
     description = machine(args.device, dtype)
+    if not args.device.startswith("cuda"):
+        description += f"; {args.clock} clock"
     print(format_markdown(rows, description) if args.markdown else f"{description}\n{format_table(rows)}")
     return 0
 
