@@ -34,11 +34,14 @@ __all__ = [
     "format_ours",
     "format_published",
     "format_seconds",
+    "get_experiment",
     "load_all",
     "load_paper",
+    "metrics_table",
     "plot_curves",
     "plot_ours_vs_published",
     "published_entry",
+    "published_settings_table",
     "show_markdown",
     "verdict_rows",
     "verdict_table",
@@ -152,7 +155,8 @@ def _num(v: float, digits: int = 3) -> str:
 
 
 def format_ours(ours: Any, digits: int = 3) -> str:
-    """``{"mean", "std", "n"}`` -> ``"0.952 ± 0.004 (3 seeds)"``; numbers and strings as they are."""
+    """``{"mean", "std", "n"}`` -> ``"0.952 ± 0.004 (3 seeds)"`` (an ``"over"`` key names what ``n``
+    counts when it is not seeds, e.g. ``"repeats"``); numbers and strings as they are."""
     if ours is None:
         return "—"
     if isinstance(ours, dict) and "mean" in ours:
@@ -160,8 +164,15 @@ def format_ours(ours: Any, digits: int = 3) -> str:
         unit = ours.get("unit", "")
         unit = f" {unit}" if unit and unit not in ("%",) else unit
         if mean is None:
-            return f"diverged/undefined (values {ours.get('values')})"
-        seeds = f" ({n} seed{'s' if n != 1 else ''})"
+            per_seed = ", ".join("—" if v is None else _num(v, digits) for v in ours.get("values", []))
+            return f"no value in some seed (per seed: {per_seed}; — = never reached or diverged)"
+        over = ours.get("over")  # what n counts, when not seeds (e.g. "repeats")
+        if over and n == 1:
+            seeds = f" ({over})"
+        elif over:
+            seeds = f" ({n} {over})"
+        else:
+            seeds = f" ({n} seed{'s' if n != 1 else ''})"
         if std is None or n <= 1:
             return f"{_num(mean, digits)}{unit}{seeds}"
         return f"{_num(mean, digits)} ± {_num(std, digits)}{unit}{seeds}"
@@ -283,6 +294,45 @@ def verdict_table(papers: Sequence[PaperResults], columns: Sequence[str] | None 
     return df[cols]
 
 
+def get_experiment(paper: PaperResults, experiment: str) -> dict[str, Any] | None:
+    """The results of one experiment, or None after displaying why they are missing (so that a
+    notebook's later cells can skip their plots instead of failing)."""
+    res = paper.results.get(experiment)
+    if res is None:
+        why = "; ".join(paper.missing + [f"{k}: {v}" for k, v in paper.errors.items()]) or "not in the results folder"
+        show_markdown(f"**No results for `{paper.paper}/{experiment}`** ({why}). The cells below show nothing.")
+    return res
+
+
+def metrics_table(res: dict[str, Any], names: Sequence[str] | None = None, prefix: str = ""):
+    """The summary metrics of a results file (all, ``names``, or those starting with ``prefix``) as a
+    DataFrame: mean ± std and the per-seed values."""
+    import pandas as pd
+
+    keys = [k for k in (names or res["metrics"]) if k.startswith(prefix) and k in res["metrics"]]
+    rows = []
+    for k in keys:
+        m = res["metrics"][k]
+        vals = ", ".join("—" if v is None else _num(v, 4) for v in m.get("values", []))
+        rows.append({"metric": k, "ours": format_ours(m, 4), "per seed": vals, "unit": m.get("unit", "")})
+    return pd.DataFrame(rows).set_index("metric") if rows else pd.DataFrame()
+
+
+def published_settings_table(paper: PaperResults, prefix: str):
+    """The paper's experimental settings whose names start with ``prefix`` (published.yaml
+    ``settings``) as a DataFrame: value, source, confidence, note."""
+    import pandas as pd
+
+    settings = (paper.published or {}).get("settings", {}) if isinstance(paper.published, dict) else {}
+    rows = [
+        {"setting": k, "value": v.get("value"), "source": v.get("source"), "confidence": v.get("confidence"),
+         "note": v.get("note", "")}
+        for k, v in settings.items()
+        if k.startswith(prefix)
+    ]  # fmt: skip
+    return pd.DataFrame(rows).set_index("setting") if rows else pd.DataFrame()
+
+
 def show_markdown(text: str) -> None:
     """Display Markdown in a notebook (plain print elsewhere)."""
     try:
@@ -304,8 +354,12 @@ def _curve_frame(curve: dict[str, Any], series: Sequence[str] | None = None):
         if series is not None and name not in series:
             continue
         for x, m, sd in zip(curve["x"], s["mean"], s["std"]):
-            rows.append({"x": x, "series": name, "mean": m, "std": sd})
+            rows.append({"x": x, "series": name, "mean": _nan_if_none(m), "std": _nan_if_none(sd)})
     return pd.DataFrame(rows)
+
+
+def _nan_if_none(v: float | None) -> float:
+    return float("nan") if v is None else float(v)
 
 
 def plot_curves(

@@ -32,8 +32,8 @@ What we run (decided before any result was seen):
 Verdict rules (fixed in :func:`compare`; "every seed" -> reproduced, "mean only" -> partly):
 
 1. accuracy: NormProp's final test accuracy at least BN's minus 1 point;
-2. batch size 1: NormProp trained at batch 1 for one epoch reaches, within 5 points, the test accuracy
-   NormProp has after one epoch at batch 64 (and we report BN at batch 1 beside it);
+2. batch size 1: NormProp trained at batch 1 for one epoch reaches at least the test accuracy NormProp
+   has after one epoch at batch 64, minus 5 points (and we report BN at batch 1 beside it);
 3. speed: NormProp's median epoch time below BN's (ratio < 1) -> reproduced; otherwise not;
 4. normalized hidden layers: deviation from N(0, 1), :math:`D = \mathrm{mean}_l(|m_l| + |\ln s_l|)`
    over the hidden conv units, lower for NormProp than for the unnormalized net at init and after
@@ -90,9 +90,7 @@ class NormPropConfig:
 
 
 CONFIG = NormPropConfig()
-QUICK_CONFIG = NormPropConfig(
-    width=8, batch_size=16, epochs=3, timing_repeats=2, timing_epochs=0.25, stats_samples=64
-)
+QUICK_CONFIG = NormPropConfig(width=8, batch_size=16, epochs=3, timing_repeats=2, timing_epochs=0.25, stats_samples=64)
 QUICK_TRAIN_SAMPLES = 256
 """Quick mode trains on the first 256 training images (batch 1: 256 steps), enough to see the loss fall."""
 
@@ -269,10 +267,11 @@ def compare(
     # 3. speed
     med = {n: statistics.median(v) for n, v in timing.items()}
     for n, v in timing.items():
-        metrics[f"epoch_seconds_{n.lower()}"] = stat(v, unit="s", higher_is_better=False)
+        metrics[f"epoch_seconds_{n.lower()}"] = {**stat(v, unit="s", higher_is_better=False), "over": "repeats"}
     ratio = med["NormProp"] / med["BN"]
-    metrics["epoch_time_ratio_normprop_to_bn"] = stat([ratio], higher_is_better=False)
-    metrics["epoch_time_ratio_none_to_bn"] = stat([med["none"] / med["BN"]], higher_is_better=False)
+    over = {"over": f"ratio of the medians of {cfg.timing_repeats} repeats"}
+    metrics["epoch_time_ratio_normprop_to_bn"] = {**stat([ratio], higher_is_better=False), **over}
+    metrics["epoch_time_ratio_none_to_bn"] = {**stat([med["none"] / med["BN"]], higher_is_better=False), **over}
     speed_verdict = "reproduced" if ratio < 1 else "not reproduced"
     # 4. normalized hidden layers
     dev = {
@@ -309,9 +308,9 @@ def compare(
             },
             "gap": None,
             "verdict": b1_verdict,
-            "rule": f"test accuracy after {cfg.batch1_epochs} epoch(s) at batch 1 within {cfg.batch1_margin:.0%} "
-            f"of NormProp's after the same epochs at batch {bs}, in every seed -> reproduced; in the mean only "
-            "-> partly; otherwise not reproduced",
+            "rule": f"test accuracy after {cfg.batch1_epochs} epoch(s) at batch 1 at least NormProp's after the same "
+            f"epochs at batch {bs} minus {cfg.batch1_margin:.0%}, in every seed -> reproduced; in the mean only -> "
+            "partly; otherwise not reproduced",
         },
         {
             "claim": "NormProp is faster than BN",
