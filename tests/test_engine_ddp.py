@@ -93,7 +93,7 @@ def test_ddp_bn_matches_virtual_devices_not_plain_bn(runs):
     assert plain > 1000 * TOLERANCE
 
 
-def test_ddp_evaluation_covers_the_validation_set_once(runs):
+def test_ddp_evaluation_and_logged_loss_cover_all_ranks(runs):
     import json
 
     for name in ("gn", "bn"):
@@ -102,3 +102,5 @@ def test_ddp_evaluation_covers_the_validation_set_once(runs):
     ddp = json.loads((runs / "ddp" / "gn" / "metrics.jsonl").read_text())
     single = json.loads((runs / "gn" / "metrics.jsonl").read_text())
     assert ddp["top1_err"] == single["top1_err"]
+    # the logged training loss is the mean over both ranks' images, as the single process's
+    assert ddp["train_loss"] == pytest.approx(single["train_loss"], rel=1e-5)

@@ -39,7 +39,13 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from reproductions.common import checkpoint as ckpt
-from reproductions.common.distributed import DistEnv, all_gather_object, barrier, unwrap_model
+from reproductions.common.distributed import (
+    DistEnv,
+    all_gather_object,
+    all_reduce_sum,
+    barrier,
+    unwrap_model,
+)
 from reproductions.common.logs import RunLog, format_metrics, progress
 from reproductions.common.precision import Precision
 from reproductions.common.sampling import GlobalBatchSampler
@@ -356,7 +362,7 @@ class Trainer:
                 )
         bar.close()
         elapsed = time.perf_counter() - start
-        out = {f"train_{k}": v for k, v in sums.epoch_means().items()}
+        out = {f"train_{k}": v for k, v in _mean_over_ranks(sums.epoch_means(), self.env).items()}
         out.update(
             {
                 "lr": opt.param_groups[0]["lr"],
@@ -417,6 +423,16 @@ class _WindowSums:
         if self.count:
             self.flush()
         return {k: v / self.total_count for k, v in self.totals.items()} if self.total_count else {}
+
+
+def _mean_over_ranks(values: dict[str, float], env: DistEnv) -> dict[str, float]:
+    """Average per-rank epoch means over ranks (every rank ran the same number of micro-batches)."""
+    if not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=env.device)
+    all_reduce_sum(t)
+    return {k: float(v) / env.world_size for k, v in zip(keys, t.tolist())}
 
 
 def _first_dim(batch: Any) -> int:
