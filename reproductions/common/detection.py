@@ -45,7 +45,6 @@ from reproductions.common import checkpoint as ckpt
 from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
 from reproductions.common.coco_data import CocoInstances, check_coco, detection_collate
 from reproductions.common.coco_eval import IOU_TYPES, evaluate_coco
-from reproductions.common.dense import describe_run, rng_neutral, trainer_from_config
 from reproductions.common.distributed import cleanup, print0
 from reproductions.common.logs import RunLog
 from reproductions.common.models import norm_name
@@ -53,11 +52,13 @@ from reproductions.common.precision import Precision
 from reproductions.common.pretrained import backbone_from_config, freeze_resnet_stages
 from reproductions.common.recipe import (
     Session,
+    describe_run,
     eval_loader,
     optimizer_from_config,
     scheduler_from_config,
     start_session,
     train_loader,
+    trainer_from_config,
     write_summary,
 )
 from reproductions.common.trainer import prepare_model
@@ -256,7 +257,6 @@ def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | Non
 
     iou_types = [t for t in ev["iou_types"] if t != "segm" or cfg["model"].get("masks", True)]
 
-    @rng_neutral
     def evaluate(m: nn.Module) -> dict[str, float]:
         return evaluate_coco(
             m, val_loader, val_set.coco, val_set.label_to_cat, val_set.ids, device=run.env.device,

@@ -43,7 +43,6 @@ from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
 import normcore
 from reproductions.common import checkpoint as ckpt
 from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
-from reproductions.common.dense import describe_run, rng_neutral, trainer_from_config
 from reproductions.common.distributed import all_reduce_sum, cleanup, get_env, print0, unwrap_model
 from reproductions.common.logs import RunLog, progress
 from reproductions.common.models import norm_name
@@ -51,11 +50,13 @@ from reproductions.common.precision import Precision
 from reproductions.common.pretrained import backbone_from_config
 from reproductions.common.recipe import (
     Session,
+    describe_run,
     eval_loader,
     optimizer_from_config,
     scheduler_from_config,
     start_session,
     train_loader,
+    trainer_from_config,
     write_summary,
 )
 from reproductions.common.trainer import prepare_model
@@ -316,7 +317,6 @@ def _train(cfg: dict[str, Any], args: Any, run: Session, train_set: Any, val_set
     eval_stride = int(cfg["eval"]["output_stride"])
     per_class: dict[str, Any] = {}
 
-    @rng_neutral
     def evaluate(m: nn.Module) -> dict[str, Any]:
         out = evaluate_miou(m, val_loader, num_classes, device=run.env.device, output_stride=eval_stride)
         per_class.clear()

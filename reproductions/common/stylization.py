@@ -55,16 +55,17 @@ from reproductions.common import atomic
 from reproductions.common import checkpoint as ckpt
 from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
 from reproductions.common.datasets import IMAGE_EXTENSIONS, DataError, _load_image
-from reproductions.common.dense import describe_run, rng_neutral, trainer_from_config
 from reproductions.common.distributed import cleanup, get_env, print0, unwrap_model
 from reproductions.common.precision import Precision
 from reproductions.common.pretrained import read_state_dict
 from reproductions.common.recipe import (
     Session,
+    describe_run,
     optimizer_from_config,
     scheduler_from_config,
     start_session,
     train_loader,
+    trainer_from_config,
     write_summary,
 )
 from reproductions.common.stylization_cpu import (
@@ -391,7 +392,6 @@ def _train(cfg: dict[str, Any], args: Any, run: Session, files: list[Path], netw
     def loss_fn(m: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return criterion(m(batch), batch)
 
-    @rng_neutral
     def evaluate(m: nn.Module) -> dict[str, float]:
         net = unwrap_model(m)
         net.eval()
