@@ -198,3 +198,20 @@ def test_parallel_runs_give_the_numbers_of_serial_runs():
         run.pop("train_seconds")
     assert json.dumps(serial) == json.dumps(parallel)
     assert [r["net"] for r in parallel] == list(bn_cpu.NETS)  # results in job order
+
+
+def test_shared_verdict_rules_and_run_selection():
+    assert cpu.seed_verdict([True, True, True], mean_holds=True) == "reproduced"
+    assert cpu.seed_verdict([True, False, True], mean_holds=True) == "partly reproduced"
+    assert cpu.seed_verdict([True, True, True], mean_holds=False) == "not reproduced"
+    assert cpu.overall_verdict(["reproduced", "reproduced"]) == "reproduced"
+    assert cpu.overall_verdict(["not reproduced", "not reproduced"]) == "not reproduced"
+    assert cpu.overall_verdict(["reproduced", "not reproduced"]) == "partly reproduced"
+    assert cpu.overall_verdict(["partly reproduced", "not reproduced"]) == "partly reproduced"
+    runs = [{"seed": s, "net": n} for n in ("a", "b") for s in (2, 0, 1)]
+    assert [r["seed"] for r in cpu.select_runs(runs, [0, 1, 2], net="b")] == [0, 1, 2]
+    with pytest.raises(RuntimeError, match="expected one run"):
+        cpu.select_runs(runs, [0], net="c")
+    assert cpu.resolve_seeds(None, quick=True) == [0]
+    assert cpu.resolve_seeds(None, quick=False) == list(cpu.DEFAULT_SEEDS)
+    assert cpu.resolve_seeds((5, 6), quick=True) == [5, 6]

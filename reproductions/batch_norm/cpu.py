@@ -169,13 +169,7 @@ def relative_drift(percentiles: np.ndarray, steps: Sequence[int], after_step: fl
 
 
 def _by_net(runs: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
-    return {net: [next(r for r in runs if r["net"] == net and r["seed"] == s) for s in seeds] for net in NETS}
-
-
-def _rule_verdict(per_seed: Sequence[bool], mean_holds: bool) -> str:
-    if all(per_seed) and mean_holds:
-        return "reproduced"
-    return "partly reproduced" if mean_holds else "not reproduced"
+    return {net: cpu.select_runs(runs, seeds, net=net) for net in NETS}
 
 
 def compare(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config) -> dict[str, Any]:
@@ -184,7 +178,7 @@ def compare(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Confi
     final = {net: [r["test_accuracy"][-1] for r in rs] for net, rs in by.items()}
     plain_final, bn_final = final["no BN"], final["BN"]
     higher = [b > p for b, p in zip(bn_final, plain_final)]
-    acc_verdict = _rule_verdict(higher, float(np.mean(bn_final)) > float(np.mean(plain_final)))
+    acc_verdict = cpu.seed_verdict(higher, float(np.mean(bn_final)) > float(np.mean(plain_final)))
 
     reach = [
         cpu.first_step_reaching(r["steps"], r["test_accuracy"], target) for r, target in zip(by["BN"], plain_final)
@@ -193,7 +187,7 @@ def compare(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Confi
     reach_steps = [float("nan") if s is None else float(s) for s in reach]
     within = [s is not None and s <= half for s in reach]
     reached_mean = all(s is not None for s in reach) and float(np.mean(reach_steps)) <= half
-    speed_verdict = _rule_verdict(within, reached_mean)
+    speed_verdict = cpu.seed_verdict(within, reached_mean)
 
     after = cfg.drift_after_fraction * cfg.steps
     drift = {
@@ -206,7 +200,7 @@ def compare(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Confi
         for net, rs in by.items()
     }
     stable = [b < p for b, p in zip(drift["BN"], drift["no BN"])]
-    drift_verdict = _rule_verdict(stable, float(np.mean(drift["BN"])) < float(np.mean(drift["no BN"])))
+    drift_verdict = cpu.seed_verdict(stable, float(np.mean(drift["BN"])) < float(np.mean(drift["no BN"])))
 
     metrics = {
         "final_test_accuracy_bn": stat(bn_final, higher_is_better=True),
@@ -265,13 +259,7 @@ def compare(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Confi
             "in the mean only -> partly; otherwise not reproduced",
         },
     ]
-    verdicts = [c["verdict"] for c in comparisons]
-    if all(v == "reproduced" for v in verdicts):
-        status = "reproduced"
-    elif all(v == "not reproduced" for v in verdicts):
-        status = "not reproduced"
-    else:
-        status = "partly reproduced"
+    status = cpu.overall_verdict([c["verdict"] for c in comparisons])
     m = metrics
     early = ", ".join(
         f"step {step:,}: {m[f'test_accuracy_bn_at_step_{step}']['mean']:.3f} vs "
@@ -345,11 +333,7 @@ def plot_fig1(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Con
     sns.set_theme(style="whitegrid")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for color, (net, rs) in zip(sns.color_palette("deep"), by.items()):
-        acc = np.array([r["test_accuracy"] for r in rs])
-        x = rs[0]["steps"]
-        mean, std = acc.mean(0), acc.std(0, ddof=1) if len(rs) > 1 else np.zeros(acc.shape[1])
-        axes[0].plot(x, mean, label=net, color=color)
-        axes[0].fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+        cpu.plot_band(axes[0], rs[0]["steps"], [r["test_accuracy"] for r in rs], net, color)
     axes[0].set(xlabel="training steps", ylabel="test accuracy", title=f"(a) test accuracy ({len(seeds)} seeds)")
     late = np.array([r["test_accuracy"] for rs in by.values() for r in rs])[:, 1:]
     axes[0].set_ylim(max(0.0, float(np.nanmin(late)) - 0.01), 1.0)
@@ -379,7 +363,7 @@ def run(
 ) -> list[Path]:
     """Train both nets for every seed, compare, plot, and write ``mnist_fig1.json`` + ``mnist_fig1.png``."""
     cfg = QUICK_CONFIG if quick else CONFIG
-    seeds = list(seeds if seeds is not None else ((0,) if quick else cpu.DEFAULT_SEEDS))
+    seeds = cpu.resolve_seeds(seeds, quick)
     out = cpu.results_dir(PAPER, quick, out_dir)
     with cpu.Timer() as timer:
         ds = _dataset(data, cfg.binarize_threshold)

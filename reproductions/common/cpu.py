@@ -41,11 +41,16 @@ __all__ = [
     "first_step_reaching",
     "minibatches",
     "mnist",
+    "overall_verdict",
     "parallel_map",
+    "plot_band",
     "progress",
+    "resolve_seeds",
     "results_dir",
     "save_figure",
     "seed_everything",
+    "seed_verdict",
+    "select_runs",
     "set_threads",
     "train_steps",
 ]
@@ -340,6 +345,54 @@ def first_step_reaching(
         if math.isfinite(value) and (value >= target if higher_is_better else value <= target):
             return step
     return None
+
+
+# --------------------------------------------------------------------------------------------------
+# seeds, runs and verdicts
+# --------------------------------------------------------------------------------------------------
+def resolve_seeds(seeds: Sequence[int] | None, quick: bool) -> list[int]:
+    """The seeds to run: as given, else one seed (0) in quick mode and :data:`DEFAULT_SEEDS` otherwise."""
+    return list(seeds if seeds is not None else ((0,) if quick else DEFAULT_SEEDS))
+
+
+def select_runs(runs: Sequence[dict[str, Any]], seeds: Sequence[int], **match: Any) -> list[dict[str, Any]]:
+    """The run of each seed (in ``seeds`` order) whose fields equal ``match``, e.g.
+    ``select_runs(runs, [0, 1, 2], net="BN", batch_size=4)``; exactly one per seed, else an error."""
+    out = []
+    for seed in seeds:
+        found = [r for r in runs if r["seed"] == seed and all(r.get(k) == v for k, v in match.items())]
+        if len(found) != 1:
+            raise RuntimeError(f"expected one run for seed {seed} and {match}, found {len(found)}")
+        out.append(found[0])
+    return out
+
+
+def seed_verdict(per_seed: Sequence[bool], mean_holds: bool) -> str:
+    """The verdict rule the CPU experiments share: a comparison that holds in every seed (and for the
+    mean over seeds) is "reproduced", one that holds for the mean only "partly reproduced", anything
+    else "not reproduced"."""
+    if mean_holds and all(per_seed):
+        return "reproduced"
+    return "partly reproduced" if mean_holds else "not reproduced"
+
+
+def overall_verdict(verdicts: Sequence[str]) -> str:
+    """An experiment's verdict from its comparisons': "reproduced" if all are, "not reproduced" if
+    none is even partly, else "partly reproduced"."""
+    if all(v == "reproduced" for v in verdicts):
+        return "reproduced"
+    if all(v == "not reproduced" for v in verdicts):
+        return "not reproduced"
+    return "partly reproduced"
+
+
+def plot_band(ax: Any, x: Sequence[float], per_seed: Any, label: str, color: Any) -> None:
+    """Plot the mean over seeds (rows of ``per_seed``) with a ±1 sample-std band."""
+    ys = np.asarray(per_seed, dtype=float)
+    mean = ys.mean(0)
+    std = ys.std(0, ddof=1) if ys.shape[0] > 1 else np.zeros_like(mean)
+    ax.plot(x, mean, label=label, color=color)
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
 
 
 # --------------------------------------------------------------------------------------------------

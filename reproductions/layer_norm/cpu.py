@@ -250,30 +250,6 @@ def train_job(job: dict[str, Any], tick: Callable[[int], Any] | None = None) -> 
 # --------------------------------------------------------------------------------------------------
 # analysis
 # --------------------------------------------------------------------------------------------------
-def _rule_verdict(per_seed: Sequence[bool], mean_holds: bool) -> str:
-    if all(per_seed) and mean_holds:
-        return "reproduced"
-    return "partly reproduced" if mean_holds else "not reproduced"
-
-
-def _overall(verdicts: Sequence[str]) -> str:
-    if all(v == "reproduced" for v in verdicts):
-        return "reproduced"
-    if all(v == "not reproduced" for v in verdicts):
-        return "not reproduced"
-    return "partly reproduced"
-
-
-def _select(runs: Sequence[dict[str, Any]], seeds: Sequence[int], **match: Any) -> list[dict[str, Any]]:
-    out = []
-    for s in seeds:
-        found = [r for r in runs if r["seed"] == s and all(r.get(k) == v for k, v in match.items())]
-        if len(found) != 1:
-            raise RuntimeError(f"expected one run for seed {s} and {match}, found {len(found)}")
-        out.append(found[0])
-    return out
-
-
 def _auc(values: Sequence[float]) -> float:
     """Mean over the evaluation points after step 0 (the area under the curve per unit of training)."""
     return float(np.mean(values[1:]))
@@ -287,7 +263,7 @@ def compare_mlp(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCo
     for bs in cfg.batch_sizes:
         auc = {}
         for norm in MLP_NORMS:
-            rs = _select(runs, seeds, kind="mlp", net=norm, batch_size=bs)
+            rs = cpu.select_runs(runs, seeds, kind="mlp", net=norm, batch_size=bs)
             auc[norm] = [_auc(r["train_nll"]) for r in rs]
             final_err[norm, bs] = [r["test_error"][-1] for r in rs]
             tag = f"{norm.lower()}_batch{bs}"
@@ -299,8 +275,8 @@ def compare_mlp(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCo
         below = [
             float(np.mean(np.array(l_run["train_nll"][1:]) < np.array(b_run["train_nll"][1:])))
             for l_run, b_run in zip(
-                _select(runs, seeds, kind="mlp", net="LN", batch_size=bs),
-                _select(runs, seeds, kind="mlp", net="BN", batch_size=bs),
+                cpu.select_runs(runs, seeds, kind="mlp", net="LN", batch_size=bs),
+                cpu.select_runs(runs, seeds, kind="mlp", net="BN", batch_size=bs),
             )
         ]
         metrics[f"fraction_of_evaluations_ln_nll_below_bn_batch{bs}"] = stat(below)
@@ -314,7 +290,7 @@ def compare_mlp(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCo
                     "BN": metrics[f"mean_train_nll_bn_batch{bs}"],
                 },
                 "gap": None,
-                "verdict": _rule_verdict(faster, float(np.mean(auc["LN"])) < float(np.mean(auc["BN"]))),
+                "verdict": cpu.seed_verdict(faster, float(np.mean(auc["LN"])) < float(np.mean(auc["BN"]))),
                 "rule": f"training NLL (1,000 training digits, inference mode) averaged over the {cfg.evals_per_epoch} "
                 f"evaluations per epoch of {cfg.epochs:g} epochs: LN lower than BN in every seed -> reproduced; "
                 "in the mean only -> partly; otherwise not reproduced",
@@ -335,7 +311,7 @@ def compare_mlp(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCo
                 "BN": metrics[f"test_error_rise_batch{big}_to_{small}_bn"],
             },
             "gap": None,
-            "verdict": _rule_verdict(robust, float(np.mean(rise["LN"])) < float(np.mean(rise["BN"]))),
+            "verdict": cpu.seed_verdict(robust, float(np.mean(rise["LN"])) < float(np.mean(rise["BN"]))),
             "rule": f"rise of the final test error from batch {big} to batch {small} (same seed, same number of "
             "epochs): smaller for LN than for BN in every seed -> reproduced; in the mean only -> partly; "
             "otherwise not reproduced",
@@ -357,14 +333,14 @@ def compare_mlp(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCo
     return {
         "metrics": metrics,
         "comparisons": comparisons,
-        "verdict": {"status": _overall(verdicts), "summary": summary},
+        "verdict": {"status": cpu.overall_verdict(verdicts), "summary": summary},
     }
 
 
 def compare_lstm(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: LSTMConfig) -> dict[str, Any]:
     """Part 2 metrics, comparisons and verdict (see the module docstring for the rules)."""
-    plain = _select(runs, seeds, kind="lstm", net="LSTM")
-    ln = _select(runs, seeds, kind="lstm", net="LN-LSTM")
+    plain = cpu.select_runs(runs, seeds, kind="lstm", net="LSTM")
+    ln = cpu.select_runs(runs, seeds, kind="lstm", net="LN-LSTM")
     targets = [r["train_nll"][-1] for r in plain]
     reach_step = [
         cpu.first_step_reaching(r["steps"], r["train_nll"], t, higher_is_better=False) for r, t in zip(ln, targets)
@@ -395,7 +371,7 @@ def compare_lstm(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: LSTM
             "published": published_value(PAPER, "ln.draw.convergence_speedup")["value"],
             "ours": metrics["speedup_in_steps_ln_lstm"],
             "gap": None,
-            "verdict": _rule_verdict(fewer_steps, reached and float(np.mean(steps_v)) < cfg.steps),
+            "verdict": cpu.seed_verdict(fewer_steps, reached and float(np.mean(steps_v)) < cfg.steps),
             "rule": f"first evaluation step (every {cfg.eval_every}) at which the LN-LSTM's training NLL is at or "
             f"below the plain LSTM's NLL after {cfg.steps} steps (same seed); speed-up = {cfg.steps} / that step: "
             "above 1 in every seed -> reproduced; in the mean only -> partly; otherwise (or never reached) not "
@@ -410,7 +386,7 @@ def compare_lstm(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: LSTM
                 "LSTM seconds": metrics["train_seconds_lstm"],
             },
             "gap": None,
-            "verdict": _rule_verdict(less_time, reached and float(np.nanmean(time_v)) < float(np.mean(plain_time))),
+            "verdict": cpu.seed_verdict(less_time, reached and float(np.nanmean(time_v)) < float(np.mean(plain_time))),
             "rule": "training seconds (evaluation excluded) until the LN-LSTM reaches the LSTM's final training NLL, "
             "against the LSTM's total training seconds, measured in the same run: less in every seed -> "
             "reproduced; in the mean only -> partly; otherwise not reproduced",
@@ -427,7 +403,7 @@ def compare_lstm(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: LSTM
     return {
         "metrics": metrics,
         "comparisons": comparisons,
-        "verdict": {"status": _overall(verdicts), "summary": summary},
+        "verdict": {"status": cpu.overall_verdict(verdicts), "summary": summary},
     }
 
 
@@ -437,7 +413,7 @@ def mlp_curves(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCon
         for key, label in (("train_nll", "training NLL"), ("test_error", "test error"), ("test_nll", "test NLL")):
             series = {}
             for norm in MLP_NORMS:
-                rs = _select(runs, seeds, kind="mlp", net=norm, batch_size=bs)
+                rs = cpu.select_runs(runs, seeds, kind="mlp", net=norm, batch_size=bs)
                 series[norm] = cpu.curve_stats([r[key] for r in rs])
             out[f"{key}_batch{bs}"] = {"x": rs[0]["epochs"], "x_label": "epochs", "y_label": label, "series": series}
     return out
@@ -448,11 +424,11 @@ def lstm_curves(runs: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[st
     for key, label in (("train_nll", "training NLL"), ("test_error", "test error")):
         series = {}
         for net in LSTM_NETS:
-            rs = _select(runs, seeds, kind="lstm", net=net)
+            rs = cpu.select_runs(runs, seeds, kind="lstm", net=net)
             series[net] = cpu.curve_stats([r[key] for r in rs])
         out[key] = {"x": rs[0]["steps"], "x_label": "training steps", "y_label": label, "series": series}
     for net in LSTM_NETS:
-        rs = _select(runs, seeds, kind="lstm", net=net)
+        rs = cpu.select_runs(runs, seeds, kind="lstm", net=net)
         out[f"seconds_{net.lower().replace('-', '_')}"] = {
             "x": rs[0]["steps"],
             "x_label": "training steps",
@@ -460,13 +436,6 @@ def lstm_curves(runs: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[st
             "series": {net: cpu.curve_stats([r["seconds"] for r in rs])},
         }
     return out
-
-
-def _band(ax: Any, x: Sequence[float], ys: np.ndarray, label: str, color: Any) -> None:
-    mean = ys.mean(0)
-    std = ys.std(0, ddof=1) if ys.shape[0] > 1 else np.zeros_like(mean)
-    ax.plot(x, mean, label=label, color=color)
-    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
 
 
 def plot_fig6(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPConfig, path: Path) -> str:
@@ -484,9 +453,9 @@ def plot_fig6(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPConf
         for row, (key, label) in enumerate((("train_nll", "training NLL"), ("test_error", "test error"))):
             ax = axes[row, col]
             for norm in MLP_NORMS:
-                rs = _select(runs, seeds, kind="mlp", net=norm, batch_size=bs)
+                rs = cpu.select_runs(runs, seeds, kind="mlp", net=norm, batch_size=bs)
                 ys = np.array([r[key][1:] for r in rs])
-                _band(ax, rs[0]["epochs"][1:], ys, f"{norm} batch {bs}", colors[norm])
+                cpu.plot_band(ax, rs[0]["epochs"][1:], ys, f"{norm} batch {bs}", colors[norm])
             ax.set(xlabel="epochs", ylabel=label, yscale="log", title=f"{label}, batch {bs} ({len(seeds)} seeds)")
             ax.legend()
     return cpu.save_figure(fig, path)
@@ -503,11 +472,11 @@ def plot_lstm(runs: Sequence[dict[str, Any]], seeds: Sequence[int], path: Path) 
     sns.set_theme(style="whitegrid")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for color, net in zip(sns.color_palette("deep"), LSTM_NETS):
-        rs = _select(runs, seeds, kind="lstm", net=net)
+        rs = cpu.select_runs(runs, seeds, kind="lstm", net=net)
         nll = np.array([r["train_nll"] for r in rs])
-        _band(axes[0], rs[0]["steps"], nll, net, color)
+        cpu.plot_band(axes[0], rs[0]["steps"], nll, net, color)
         secs = np.array([r["seconds"] for r in rs]).mean(0)
-        _band(axes[1], secs, nll, net, color)
+        cpu.plot_band(axes[1], secs, nll, net, color)
     axes[0].set(xlabel="training steps", ylabel="training NLL", yscale="log", title="sequential MNIST: NLL vs steps")
     axes[1].set(xlabel="training seconds (mean over seeds)", ylabel="training NLL", yscale="log", title="NLL vs time")
     for ax in axes:
@@ -553,7 +522,7 @@ def run(
     """Run both parts for every seed; write ``pi_mnist_fig6.{json,png}`` and
     ``lstm_sequential_mnist.{json,png}``."""
     mcfg, lcfg = (QUICK_MLP_CONFIG, QUICK_LSTM_CONFIG) if quick else (MLP_CONFIG, LSTM_CONFIG)
-    seeds = list(seeds if seeds is not None else ((0,) if quick else cpu.DEFAULT_SEEDS))
+    seeds = cpu.resolve_seeds(seeds, quick)
     out = cpu.results_dir(PAPER, quick, out_dir)
     with cpu.Timer() as timer:
         ds = _dataset(data)

@@ -219,20 +219,8 @@ def time_epochs(cfg: NormPropConfig, ds: cpu.Dataset, threads: int = 1) -> dict[
 # --------------------------------------------------------------------------------------------------
 # analysis
 # --------------------------------------------------------------------------------------------------
-def _rule_verdict(per_seed: Sequence[bool], mean_holds: bool) -> str:
-    if all(per_seed) and mean_holds:
-        return "reproduced"
-    return "partly reproduced" if mean_holds else "not reproduced"
-
-
 def _select(runs: Sequence[dict[str, Any]], seeds: Sequence[int], norm: str, bs: int) -> list[dict[str, Any]]:
-    out = []
-    for s in seeds:
-        found = [r for r in runs if r["seed"] == s and r["norm"] == norm and r["batch_size"] == bs]
-        if len(found) != 1:
-            raise RuntimeError(f"expected one run for {norm}, batch {bs}, seed {s}; found {len(found)}")
-        out.append(found[0])
-    return out
+    return cpu.select_runs(runs, seeds, norm=norm, batch_size=bs)
 
 
 def _at_epoch(run: dict[str, Any], epoch: float) -> float:
@@ -254,7 +242,7 @@ def compare(
     # 1. accuracy
     margin = cfg.accuracy_margin
     ok = [p >= b - margin for p, b in zip(final["NormProp"], final["BN"])]
-    acc_verdict = _rule_verdict(ok, float(np.mean(final["NormProp"])) >= float(np.mean(final["BN"])) - margin)
+    acc_verdict = cpu.seed_verdict(ok, float(np.mean(final["NormProp"])) >= float(np.mean(final["BN"])) - margin)
     # 2. batch size 1
     e1 = float(cfg.batch1_epochs)
     ref = [_at_epoch(r, e1) for r in main_runs["NormProp"]]
@@ -263,7 +251,7 @@ def compare(
     for n, vals in b1.items():
         metrics[f"test_accuracy_{n.lower()}_batch1"] = stat(vals, higher_is_better=True)
     close = [a >= r - cfg.batch1_margin for a, r in zip(b1["NormProp"], ref)]
-    b1_verdict = _rule_verdict(close, float(np.mean(b1["NormProp"])) >= float(np.mean(ref)) - cfg.batch1_margin)
+    b1_verdict = cpu.seed_verdict(close, float(np.mean(b1["NormProp"])) >= float(np.mean(ref)) - cfg.batch1_margin)
     # 3. speed
     med = {n: statistics.median(v) for n, v in timing.items()}
     for n, v in timing.items():
@@ -283,7 +271,7 @@ def compare(
         metrics[f"preactivation_deviation_{n.lower()}_{when}"] = stat(vals, higher_is_better=False)
     per_seed = [a < b for when in ("init", "trained") for a, b in zip(dev["NormProp", when], dev["none", when])]
     mean_holds = all(np.mean(dev["NormProp", w]) < np.mean(dev["none", w]) for w in ("init", "trained"))
-    norm_verdict = _rule_verdict(per_seed, bool(mean_holds))
+    norm_verdict = cpu.seed_verdict(per_seed, bool(mean_holds))
 
     comparisons = [
         {
@@ -339,14 +327,7 @@ def compare(
             "partly; otherwise not reproduced",
         },
     ]
-    verdicts = [c["verdict"] for c in comparisons]
-    status = (
-        "reproduced"
-        if all(v == "reproduced" for v in verdicts)
-        else "not reproduced"
-        if all(v == "not reproduced" for v in verdicts)
-        else "partly reproduced"
-    )
+    status = cpu.overall_verdict([c["verdict"] for c in comparisons])
     m = metrics
     b1_bn = f", BN {m['test_accuracy_bn_batch1']['mean']:.2%}" if "test_accuracy_bn_batch1" in m else ""
     summary = (
@@ -398,11 +379,7 @@ def plot(runs: Sequence[dict[str, Any]], timing: dict[str, list[float]], seeds: 
     fig, axes = plt.subplots(1, 4, figsize=(22, 4.2))
     for n in NORMS:
         rs = _select(runs, seeds, n, cfg.batch_size)
-        acc = np.array([r["test_accuracy"] for r in rs])
-        x = rs[0]["epochs"]
-        sd = acc.std(0, ddof=1) if len(rs) > 1 else np.zeros(acc.shape[1])
-        axes[0].plot(x, acc.mean(0), label=n, color=colors[n], marker="o")
-        axes[0].fill_between(x, acc.mean(0) - sd, acc.mean(0) + sd, color=colors[n], alpha=0.2, linewidth=0)
+        cpu.plot_band(axes[0], rs[0]["epochs"], [r["test_accuracy"] for r in rs], n, colors[n])
     axes[0].set(xlabel="epochs", ylabel="test accuracy", title=f"(a) test accuracy, batch {cfg.batch_size}")
     axes[0].legend()
     rows = [
@@ -443,7 +420,7 @@ def run(
 ) -> list[Path]:
     """Train every net and seed, time the epochs, compare, plot; write ``nin_mnist.{json,png}``."""
     cfg = QUICK_CONFIG if quick else CONFIG
-    seeds = list(seeds if seeds is not None else ((0,) if quick else cpu.DEFAULT_SEEDS))
+    seeds = cpu.resolve_seeds(seeds, quick)
     out = cpu.results_dir(PAPER, quick, out_dir)
     with cpu.Timer() as timer:
         ds = _dataset(data, quick)
