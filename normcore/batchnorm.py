@@ -212,16 +212,41 @@ FrozenBatchNorm2d = FrozenBatchNorm
 """Alias with torchvision's name; accepts any rank."""
 
 
-class SyncBatchNorm(nn.SyncBatchNorm):
-    r"""Batch normalization with statistics over the whole distributed batch.
+class _AllGather(torch.autograd.Function):
+    """Differentiable all-gather with public collectives only: forward gathers every rank's tensor;
+    backward sums, over ranks, the gradients each rank computed for rank r's slice (``all_reduce``)
+    and returns rank r's row."""
 
-    * CUDA tensors and a process group of more than one rank: ``torch.nn.SyncBatchNorm``'s kernels.
-    * CPU tensors (gloo) and more than one rank: per-rank mean, biased variance and count are
-      gathered with a differentiable all-gather and combined exactly (Chan et al.'s parallel variance:
-      :math:`\sigma^2 = \sum_r n_r(\sigma_r^2 + (\mu_r - \mu)^2) / \sum_r n_r`), so empty or uneven
-      per-rank batches are weighted by their counts.
-    * No process group initialised (a single-process run of a SyncBN config): behaves as
-      :class:`BatchNorm` and warns once, instead of crashing (pytorch/pytorch#63662).
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, group: Any) -> torch.Tensor:
+        ctx.group = group
+        ctx.rank = dist.get_rank(group)
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(parts, x.contiguous(), group=group)
+        return torch.stack(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        return grad[ctx.rank], None
+
+
+class SyncBatchNorm(BatchNorm):
+    r"""Batch normalization with statistics over the whole distributed batch (all ranks of
+    ``process_group``, default the world).
+
+    Per-rank mean, biased variance and count are all-gathered (differentiably, public collectives only)
+    and combined exactly with Chan et al.'s parallel formula,
+    :math:`\mu = \sum_r n_r\mu_r / n`, :math:`\sigma^2 = \sum_r n_r(\sigma_r^2 + (\mu_r - \mu)^2) / n`,
+    so empty or uneven per-rank batches are weighted by their counts; then
+    :math:`y = \gamma (x - \mu)/\sqrt{\sigma^2 + \epsilon} + \beta` and the running estimates get the
+    unbiased :math:`\sigma^2 n/(n-1)`. The same code runs on CPU (gloo) and GPU (NCCL); unlike
+    ``torch.nn.SyncBatchNorm`` it is not refused by DDP on CPU modules.
+
+    Without an initialised process group (a single-process run of a SyncBN config) it behaves as
+    :class:`BatchNorm` and warns once instead of crashing (pytorch/pytorch#63662). In eval mode it uses
+    the running statistics like any BN. State-dict keys are ``nn.BatchNorm2d``'s.
     """
 
     _warned_no_group = False
@@ -238,22 +263,21 @@ class SyncBatchNorm(nn.SyncBatchNorm):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        super().__init__(num_channels, eps, momentum, affine, track_running_stats, process_group, device, dtype)
-        _keep_stats_fp32(self)
-
-    @property
-    def num_channels(self) -> int:
-        return self.num_features
-
-    def _apply(self, fn, recurse=True):  # type: ignore[override]
-        out = super()._apply(fn, recurse)
-        _keep_stats_fp32(self)
-        return out
+        super().__init__(
+            num_channels,
+            eps=eps,
+            momentum=momentum,
+            affine=affine,
+            track_running_stats=track_running_stats,
+            device=device,
+            dtype=dtype,
+        )
+        self.process_group = process_group
 
     def _world_size(self) -> int:
         if not (dist.is_available() and dist.is_initialized()):
             return 0
-        return dist.get_world_size(self.process_group or dist.group.WORLD)
+        return dist.get_world_size(self.process_group)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         world = self._world_size() if self.training else 1
@@ -261,8 +285,6 @@ class SyncBatchNorm(nn.SyncBatchNorm):
             check_float(x, type(self).__name__)
             check_rank(x, type(self).__name__, 2, layout="(N, C, *)")
             check_channels(x, type(self).__name__, self.num_features)
-            if x.is_cuda:
-                return super().forward(x)
             return self._gathered_forward(x)
         if self.training and world == 0 and not SyncBatchNorm._warned_no_group:
             SyncBatchNorm._warned_no_group = True
@@ -275,8 +297,6 @@ class SyncBatchNorm(nn.SyncBatchNorm):
         return _batch_norm_forward(self, x, 1, "mean")
 
     def _gathered_forward(self, x: torch.Tensor) -> torch.Tensor:
-        from torch.distributed.nn.functional import all_gather
-
         c = self.num_features
         dims = [0, *range(2, x.dim())]
         xf = x.float() if x.dtype in LOW_PRECISION else x
@@ -287,7 +307,7 @@ class SyncBatchNorm(nn.SyncBatchNorm):
             mean = xf.sum(dim=dims)  # zeros that keep the graph connected
             var = mean
         count = torch.full((1,), float(n_local), dtype=mean.dtype, device=x.device)
-        gathered = torch.stack(all_gather(torch.cat([mean, var, count]), group=self.process_group))
+        gathered = _AllGather.apply(torch.cat([mean, var, count]), self.process_group)
         means, vars_, counts = gathered[:, :c], gathered[:, c : 2 * c], gathered[:, 2 * c :]
         total = counts.sum()
         n_total = int(total.item())

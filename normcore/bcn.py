@@ -131,7 +131,8 @@ class BatchChannelNorm(nn.Module):
         momentum: BN-stage running-average factor (``estimate=False``).
         moving_speed: EstBN's speed (``estimate=True``).
         affine: learn the per-group affine (the official code always does).
-        virtual_devices: per-slice batch statistics in the BN stage, see :class:`normcore.BatchNorm`.
+        virtual_devices, virtual_running_stats: per-slice batch statistics in the BN stage, see
+            :class:`normcore.BatchNorm`.
 
     State-dict layout is the official one (``bn.*``, ``weight``/``bias`` of shape ``(1, G, 1)``), so
     the official BCN checkpoints load directly.
@@ -150,6 +151,7 @@ class BatchChannelNorm(nn.Module):
         moving_speed: float = 0.1,
         affine: bool = True,
         virtual_devices: int = 1,
+        virtual_running_stats: str = "mean",
         device: Any = None,
     ) -> None:
         super().__init__()
@@ -167,7 +169,12 @@ class BatchChannelNorm(nn.Module):
             self.bn: nn.Module = EstimatedBatchNorm(num_channels, eps=bn_eps, moving_speed=moving_speed, device=device)
         else:
             self.bn = BatchNorm(
-                num_channels, eps=bn_eps, momentum=momentum, virtual_devices=virtual_devices, device=device
+                num_channels,
+                eps=bn_eps,
+                momentum=momentum,
+                virtual_devices=virtual_devices,
+                virtual_running_stats=virtual_running_stats,
+                device=device,
             )
         if affine:
             self.weight = nn.Parameter(torch.ones(1, self.num_groups, 1, device=device))

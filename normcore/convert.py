@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-from normcore.batchnorm import FrozenBatchNorm
+from normcore.batchnorm import FrozenBatchNorm, SyncBatchNorm
 from normcore.bcn import BatchChannelNorm, EstimatedBatchNorm
 from normcore.instancenorm import InstanceNorm
 from normcore.layernorm import FeatureLayerNorm
@@ -180,7 +180,7 @@ def convert_norms(
 
 def revert_sync_batchnorm(model: nn.Module) -> nn.Module:
     """SyncBatchNorm layers -> :class:`normcore.BatchNorm` (state kept), for single-process runs."""
-    return convert_norms(model, "bn", source=(nn.SyncBatchNorm,))
+    return convert_norms(model, "bn", source=(nn.SyncBatchNorm, SyncBatchNorm))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -193,11 +193,20 @@ def _is_plain_conv(module: nn.Module) -> bool:
     return type(module) in _PLAIN_CONVS
 
 
+class _NormLeafTracer(torch.fx.Tracer):
+    """Traces through everything except normalization layers, whose input checks cannot run on
+    symbolic tensors (they are leaves: only their position in the graph matters here)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return is_norm(m) or super().is_leaf_module(m, module_qualified_name)
+
+
 def _convs_by_trace(model: nn.Module) -> list[str] | None:
     try:
-        gm = torch.fx.symbolic_trace(model)
+        graph = _NormLeafTracer().trace(model)
     except Exception:
         return None
+    gm = torch.fx.GraphModule(model, graph)
     modules = dict(gm.named_modules())
     found = []
     for node in gm.graph.nodes:

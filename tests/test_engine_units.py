@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+import normcore
 from reproductions.common import checkpoint as ckpt
 from reproductions.common.classification import CLASSIFICATION_DEFAULTS, topk_correct
 from reproductions.common.cli import config_from_args, engine_parser
@@ -255,7 +256,8 @@ def test_batch_report_names_the_bn_statistics_batch():
     assert "none" in batch_report(gn, per_device_batch=2, virtual_devices=1, world_size=4, accum_steps=1)[1]
 
 
-def test_build_model_applies_engine_options_and_rejects_misuse():
+def test_build_model_applies_engine_options_and_rejects_misuse(monkeypatch):
+    monkeypatch.setattr(normcore.SyncBatchNorm, "_warned_no_group", False)  # it warns once per process
     cfg = {"arch": "small_resnet", "norm": "BatchNorm", "kwargs": {"depth": 8, "width": 8}}
     model = build_model(cfg, virtual_devices=2)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -263,7 +265,7 @@ def test_build_model_applies_engine_options_and_rejects_misuse():
     with pytest.warns(UserWarning, match="no torch.distributed process group"):
         synced = build_model(cfg, sync_bn=True)
         synced(torch.randn(2, 3, 8, 8))
-    assert any(isinstance(m, nn.SyncBatchNorm) for m in synced.modules())
+    assert any(isinstance(m, normcore.SyncBatchNorm) for m in synced.modules())
     gn = {"arch": "small_resnet", "norm": "gn", "norm_kwargs": {"num_groups": 4}, "kwargs": {"depth": 8}}
     with pytest.raises(ValueError, match="virtual-devices applies to batch-dependent norms"):
         build_model(gn, virtual_devices=2)

@@ -200,3 +200,26 @@ def test_revert_sync_batchnorm_keeps_state():
     assert all(type(m) is nc.BatchNorm for m in net)
     assert torch.equal(net[0].running_var, sync.running_var)
     assert torch.equal(net[1].weight, torch_sync.weight)
+
+
+def test_models_with_normcore_norms_are_traced_not_guessed():
+    """normcore norms check their input, which symbolic tracing cannot run; the tracer keeps them as
+    leaves, so the convs feeding them are found from the graph (not from module order)."""
+    from torch import nn
+
+    from normcore.convert import _convs_by_trace
+
+    class OutOfOrder(nn.Module):  # registration order hides which conv feeds the norm
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = nc.GroupNorm(8, 2)
+            self.head = nn.Conv2d(8, 8, 1)
+            self.body = nn.Conv2d(3, 8, 3)
+
+        def forward(self, x):
+            return self.head(self.norm(self.body(x)))
+
+    assert _convs_by_trace(OutOfOrder()) == ["body"]
+    assert nc.find_convs_feeding_norms(OutOfOrder()) == ["body"]
+    gn_resnet = torchvision.models.resnet18(norm_layer=nc.norm_layer("gn", num_groups=8))
+    assert len(_convs_by_trace(gn_resnet)) == 20

@@ -26,9 +26,6 @@ C = 6
 SPLITS = [(4, 4), (3, 5), (0, 8)]
 STEPS = 2
 needs_gloo = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo backend")
-# normcore uses the public differentiable all_gather, which torch 2.14 marks deprecated in favour of a
-# private module; the warning is about PyTorch's API plans, not about these results.
-pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed.nn.functional.all_gather is deprecated")
 
 
 def _batch(split: tuple[int, int], step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,6 +42,13 @@ def _layer(cls: type[nn.Module]) -> nn.Module:
         layer.weight.copy_(torch.linspace(0.5, 1.5, C))
         layer.bias.copy_(torch.linspace(-1.0, 1.0, C))
     return layer
+
+
+def _conv_bn(cls: type[nn.Module]) -> nn.Sequential:
+    conv = nn.Conv2d(C, C, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.linspace(-1.0, 1.0, C * C).view(C, C, 1, 1))
+    return nn.Sequential(conv, _layer(cls))
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
@@ -69,6 +73,11 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             record["running_mean"] = layer.running_mean
             record["running_var"] = layer.running_var
             torch.save(record, Path(out_dir) / f"split{split[0]}_{split[1]}_rank{rank}.pt")
+        # Inside DistributedDataParallel on CPU modules (torch.nn.SyncBatchNorm is refused there).
+        ddp = nn.parallel.DistributedDataParallel(_conv_bn(nc.SyncBatchNorm))
+        x, g = _batch((4, 4), 0)
+        ddp(x[4 * rank : 4 * rank + 4]).backward(g[4 * rank : 4 * rank + 4])
+        torch.save(ddp.module[0].weight.grad, Path(out_dir) / f"ddp_rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -79,7 +88,8 @@ def test_two_process_gloo_sync_batchnorm_equals_batchnorm_on_the_whole_batch(tmp
     """Spawned ranks on CPU (gloo, file:// rendezvous). Per step: each rank's output and input
     gradient equal the matching slice of nn.BatchNorm2d on the concatenated batch; the ranks'
     parameter gradients sum (as DDP's all-reduce does) to BatchNorm's; both ranks end with
-    BatchNorm's running statistics. An empty rank contributes nothing and still takes part."""
+    BatchNorm's running statistics. An empty rank contributes nothing and still takes part. Wrapped in
+    DistributedDataParallel on CPU, a conv -> SyncBatchNorm model gets the whole-batch gradient."""
     mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2, join=True)
     for split in SPLITS:
         ranks = [torch.load(tmp_path / f"split{split[0]}_{split[1]}_rank{r}.pt") for r in range(2)]
@@ -98,6 +108,12 @@ def test_two_process_gloo_sync_batchnorm_equals_batchnorm_on_the_whole_batch(tmp
         for r in ranks:
             assert_close(r["running_mean"], ref.running_mean, **TOL, msg=f"running_mean, split {split}")
             assert_close(r["running_var"], ref.running_var, **TOL, msg=f"running_var, split {split}")
+    # DDP averages the ranks' gradients: twice that is the whole-batch gradient of conv -> BatchNorm.
+    ref = _conv_bn(nn.BatchNorm2d)
+    x, g = _batch((4, 4), 0)
+    ref(x).backward(g)
+    for r in range(2):
+        assert_close(2 * torch.load(tmp_path / f"ddp_rank{r}.pt"), ref[0].weight.grad, **TOL)
 
 
 @pytest.fixture

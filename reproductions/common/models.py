@@ -98,8 +98,8 @@ def build_model(
                 f"{norm!r}; it has no per-device statistics to simulate (leave --virtual-devices at 1)"
             )
         norm_kwargs["virtual_devices"] = virtual_devices
-        if name == "bn":
-            norm_kwargs.setdefault("virtual_running_stats", "first")
+        # DDP (broadcast_buffers=True) ends with rank 0's running statistics: keep slice 0's.
+        norm_kwargs.setdefault("virtual_running_stats", "first")
     kwargs: dict[str, Any] = dict(cfg.get("kwargs") or {})
     kwargs.update(norm=norm, norm_kwargs=norm_kwargs or None, num_classes=int(cfg.get("num_classes", 1000)))
     if cfg.get("conv") not in (None, "conv") or cfg.get("conv_kwargs"):

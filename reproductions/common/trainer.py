@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+import normcore
 from reproductions.common import checkpoint as ckpt
 from reproductions.common.distributed import (
     DistEnv,
@@ -141,7 +142,7 @@ def batch_report(
     stats = set()
     for m in model.modules():
         if isinstance(m, _BatchNorm):
-            if isinstance(m, nn.SyncBatchNorm):
+            if isinstance(m, (nn.SyncBatchNorm, normcore.SyncBatchNorm)):
                 stats.add((type(m).__name__, process_batch * world_size if world_size > 1 else process_batch))
             else:
                 stats.add((type(m).__name__, process_batch // max(1, getattr(m, "virtual_devices", 1))))
