@@ -18,7 +18,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -e ".[repro,dev]"
+	$(PY) -m pip install --quiet -e ".[repro,mmcv,dev]"
 	@touch $(STAMP)
 
 lint: $(STAMP)
