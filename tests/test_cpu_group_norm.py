@@ -18,21 +18,12 @@ from reproductions.common.cpu_vision import (
     contrast,
     image_dataset,
     mean_difference,
+    one_thread,
     train_classifier,
 )
 from reproductions.common.results import load_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The experiments run each training on one thread; so do these tests (and they stay fast on a busy
-    machine, where two spinning threads per process slow everything down)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +68,9 @@ def test_same_seed_same_numbers():
     data = image_dataset(train_images=128)
     setup = ClassifierSetup("BN 2/dev", "bn", 2)
     schedule = ClassifierSchedule(epochs=1, base_lr=0.4)
-    a = train_classifier(setup, schedule, data, seed=3, show_progress=False)
-    b = train_classifier(setup, schedule, data, seed=3, show_progress=False)
-    c = train_classifier(setup, schedule, data, seed=4, show_progress=False)
+    a = train_classifier(setup, schedule, data, seed=3)
+    b = train_classifier(setup, schedule, data, seed=3)
+    c = train_classifier(setup, schedule, data, seed=4)
     assert a.train_loss == b.train_loss and a.test_errors == b.test_errors
     assert a.train_loss != c.train_loss
     assert a.steps == 128 // 16 and a.lr == pytest.approx(0.4 * 16 / 256)  # linear LR scaling
@@ -108,9 +99,10 @@ def test_accumulation_collapses_only_batch_independent_norms():
     torch.manual_seed(0)
     model = _build(ClassifierSetup("GN", "gn", 1, {"num_groups": 8}, "ws"), schedule, 1, 10)
     x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
-    full = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
-    parts = sum(F.cross_entropy(model(x[i : i + 8]), y[i : i + 8]) * (8 / 64) for i in range(0, 64, 8))
-    micro = torch.autograd.grad(parts, list(model.parameters()))
+    with one_thread():
+        full = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
+        parts = sum(F.cross_entropy(model(x[i : i + 8]), y[i : i + 8]) * (8 / 64) for i in range(0, 64, 8))
+        micro = torch.autograd.grad(parts, list(model.parameters()))
     for g_full, g_micro in zip(full, micro):
         torch.testing.assert_close(g_full, g_micro, rtol=1e-4, atol=1e-6)
 
@@ -129,4 +121,4 @@ def test_contrast_standard_error():
 def test_bad_batch_is_explained():
     data = image_dataset(train_images=64)
     with pytest.raises(ValueError, match="fewer images per device"):
-        train_classifier(ClassifierSetup("BN", "bn", 32), ClassifierSchedule(epochs=1), data, 0, show_progress=False)
+        train_classifier(ClassifierSetup("BN", "bn", 32), ClassifierSchedule(epochs=1), data, 0)

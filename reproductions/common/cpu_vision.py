@@ -32,12 +32,10 @@ two-core reference machine).
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -47,30 +45,35 @@ import torch.nn.functional as F
 from torch import nn
 
 from reproductions.common import cpu
-from reproductions.common.cpu import Dataset, Timer, progress, seed_everything
+from reproductions.common.cpu import Dataset, Timer, seed_everything
 from reproductions.common.models import build_model, norm_name
 from reproductions.common.optim import build_optimizer
 from reproductions.common.results import stat
 from reproductions.common.schedules import build_scheduler, scaled_lr
 
 __all__ = [
+    "RULE_EQUIVALENT",
+    "RULE_GREATER",
+    "RULE_NOT_WORSE",
+    "RULE_REVISION",
     "ClassifierSchedule",
     "ClassifierSetup",
     "RunRecord",
     "batch_dependent",
+    "central_verdict",
     "contrast",
-    "curve_stats",
     "default_workers",
     "error_stats",
     "errors_by_label",
     "image_dataset",
     "mean_difference",
-    "parallel_map",
+    "one_thread",
     "run_curves",
     "standardize_images",
     "train_classifier",
     "train_many",
     "uses_batch_statistics",
+    "verdict_greater",
 ]
 
 
@@ -222,7 +225,8 @@ def _test_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int =
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
+    """Run the ``with`` block on one torch thread, then restore the thread count."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -232,17 +236,27 @@ def _one_thread() -> Iterator[None]:
 
 
 def train_classifier(
-    setup: ClassifierSetup, schedule: ClassifierSchedule, data: Dataset, seed: int, *, show_progress: bool = True
+    setup: ClassifierSetup,
+    schedule: ClassifierSchedule,
+    data: Dataset,
+    seed: int,
+    *,
+    tick: Callable[[int], Any] | None = None,
 ) -> RunRecord:
     """Train one setting with one seed (model init and data order both from ``seed``) on one thread (so a run
     gives the same numbers in any worker process) and return its curves and reported test error. ``data``
-    holds ``(N, C, H, W)`` images (see :func:`image_dataset`)."""
-    with _one_thread():
-        return _train(setup, schedule, data, seed, show_progress)
+    holds ``(N, C, H, W)`` images (see :func:`image_dataset`); ``tick(1)`` is called after every epoch (a
+    progress bar's ``update``)."""
+    with one_thread():
+        return _train(setup, schedule, data, seed, tick)
 
 
 def _train(
-    setup: ClassifierSetup, schedule: ClassifierSchedule, data: Dataset, seed: int, show_progress: bool
+    setup: ClassifierSetup,
+    schedule: ClassifierSchedule,
+    data: Dataset,
+    seed: int,
+    tick: Callable[[int], Any] | None,
 ) -> RunRecord:
     if data.x_train.dim() != 4:
         raise ValueError(f"train_classifier needs (N, C, H, W) images, got shape {tuple(data.x_train.shape)}")
@@ -266,12 +280,9 @@ def _train(
     test_errors: list[float] = []
     steps = 0
     model.train()
-    epochs = range(schedule.epochs)
-    if show_progress:
-        epochs = progress(epochs, desc=f"{setup.label} seed {seed}")
     cpu_start = time.process_time()
     with Timer() as timer:
-        for _ in epochs:
+        for _ in range(schedule.epochs):
             order = torch.randperm(n, generator=generator)[: steps_per_epoch * step_batch]
             order = order.view(steps_per_epoch, step_batch)
             total = torch.zeros(())
@@ -287,15 +298,24 @@ def _train(
                 steps += 1
             train_loss.append(float(total) / len(order))
             test_errors.append(_test_error(model, data.x_test, data.y_test))
+            if tick is not None:
+                tick(1)
             if not math.isfinite(train_loss[-1]):
-                break  # diverged: the record keeps the non-finite loss
-    final = statistics.median(test_errors[-schedule.eval_last :])
+                break
+    if len(train_loss) < schedule.epochs:  # diverged: the curves end in NaN and the run reports no error
+        missing = schedule.epochs - len(train_loss)
+        train_loss += [math.nan] * missing
+        test_errors += [math.nan] * missing
+        final = math.nan
+    else:
+        final = statistics.median(test_errors[-schedule.eval_last :])
     cpu_seconds = time.process_time() - cpu_start
     return RunRecord(setup.label, seed, final, train_loss, test_errors, steps, lr, timer.seconds, cpu_seconds)
 
 
-def _train_quietly(setup: ClassifierSetup, schedule: ClassifierSchedule, data: Dataset, seed: int) -> RunRecord:
-    return train_classifier(setup, schedule, data, seed, show_progress=False)
+def _train_job(job: tuple[ClassifierSetup, ClassifierSchedule, Dataset, int], tick: Callable[[int], Any]) -> RunRecord:
+    setup, schedule, data, seed = job
+    return train_classifier(setup, schedule, data, seed, tick=tick)
 
 
 def _cost(setup: ClassifierSetup, schedule: ClassifierSchedule, n: int) -> float:
@@ -305,50 +325,9 @@ def _cost(setup: ClassifierSetup, schedule: ClassifierSchedule, n: int) -> float
 
 
 def default_workers() -> int:
-    """Worker processes of :func:`parallel_map`: the number of cores, at most 2 (the reference machine)."""
+    """The worker processes :func:`reproductions.common.cpu.parallel_map` uses by default: one per core, at
+    most 2 (recorded in the results' config)."""
     return min(2, os.cpu_count() or 1)
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
-def parallel_map(
-    fn: Callable[..., Any],
-    jobs: Sequence[tuple[Any, ...]],
-    *,
-    workers: int | None = None,
-    desc: str = "runs",
-    on_result: Callable[[Any, Any], None] | None = None,
-) -> list[Any]:
-    """``[fn(*job) for job in jobs]``, each call on **one thread**, on ``workers`` processes (default
-    :func:`default_workers`; ``1`` runs in this process). Results come back in job order; ``on_result(bar,
-    result)`` is called as each finishes (``bar`` is the tqdm bar, for ``bar.write``). ``fn`` must be a
-    module-level function (workers are spawned: fork after torch's thread pools start can hang)."""
-    workers = max(1, min(workers or default_workers(), len(jobs)))
-    results: list[Any] = [None] * len(jobs)
-    bar = progress(total=len(jobs), desc=desc)
-
-    def done(index: int, result: Any) -> None:
-        results[index] = result
-        bar.update(1)
-        if on_result is not None:
-            on_result(bar, result)
-
-    try:
-        if workers == 1:
-            with _one_thread():
-                for index, job in enumerate(jobs):
-                    done(index, fn(*job))
-        else:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-                futures = {pool.submit(fn, *job): index for index, job in enumerate(jobs)}
-                for future in as_completed(futures):
-                    done(futures[future], future.result())
-    finally:
-        bar.close()
-    return results
 
 
 def train_many(
@@ -360,8 +339,9 @@ def train_many(
     workers: int | None = None,
     desc: str = "runs",
 ) -> dict[str, list[RunRecord]]:
-    """Train every setting with every seed (:func:`parallel_map`, longest runs first); returns ``{label:
-    [record per seed, in seed order]}`` and prints a one-line summary per setting when its last seed ends."""
+    """Train every setting with every seed, one thread per run, on ``workers`` processes
+    (:func:`reproductions.common.cpu.parallel_map`, longest runs first, one progress bar in epochs); returns
+    ``{label: [record per seed, in seed order]}`` and prints a one-line summary per setting."""
     labels = [s.label for s in setups]
     if len(set(labels)) != len(labels):
         raise ValueError(f"setting labels must be unique, got {labels}")
@@ -369,22 +349,15 @@ def train_many(
         ((s, schedule, data, seed) for s in setups for seed in seeds),
         key=lambda job: -_cost(job[0], schedule, len(data.x_train)),
     )
-    finished: dict[str, list[RunRecord]] = {label: [] for label in labels}
-
-    def summary(bar: Any, record: RunRecord) -> None:
-        got = finished[record.label]
-        got.append(record)
-        if len(got) == len(seeds):
-            errs = [r.test_error for r in got]
-            sd = statistics.stdev(errs) if len(errs) > 1 else 0.0
-            cpu_s = sum(r.cpu_seconds for r in got)
-            bar.write(
-                f"  {record.label:24s} test error {statistics.fmean(errs):6.2f} ± {sd:4.2f} %  (cpu {cpu_s:6.1f} s)"
-            )
-
-    records = parallel_map(_train_quietly, jobs, workers=workers, desc=desc, on_result=summary)
+    records = cpu.parallel_map(_train_job, jobs, workers=workers, desc=desc, total=len(jobs) * schedule.epochs)
     by_key = {(r.label, r.seed): r for r in records}
-    return {label: [by_key[label, seed] for seed in seeds] for label in labels}
+    out = {label: [by_key[label, seed] for seed in seeds] for label in labels}
+    for label, recs in out.items():
+        errs = [r.test_error for r in recs]
+        sd = statistics.stdev(errs) if len(errs) > 1 else 0.0
+        cpu_s = sum(r.cpu_seconds for r in recs)
+        print(f"  {label:24s} test error {statistics.fmean(errs):6.2f} ± {sd:4.2f} %  (cpu {cpu_s:6.1f} s)")
+    return out
 
 
 def error_stats(records: Sequence[RunRecord]) -> dict[str, Any]:
@@ -392,12 +365,83 @@ def error_stats(records: Sequence[RunRecord]) -> dict[str, Any]:
     return stat([r.test_error for r in records], unit="%", higher_is_better=False)
 
 
-def curve_stats(records: Sequence[RunRecord], key: str) -> dict[str, list[float | None]]:
-    """Mean and std over seeds, epoch by epoch, of ``key`` (``"train_loss"`` or ``"test_errors"``)."""
-    series = [getattr(r, key) for r in records]
-    length = min(len(s) for s in series)
-    per_epoch = [stat([s[i] for s in series]) for i in range(length)]
-    return {"mean": [p["mean"] for p in per_epoch], "std": [p["std"] for p in per_epoch]}
+def run_curves(records: Mapping[str, Sequence[RunRecord]], epochs: int) -> dict[str, Any]:
+    """The results file's ``curves``: training loss and test error per epoch, mean and std over seeds, one
+    series per setting label."""
+    return {
+        key: {
+            "x": list(range(1, epochs + 1)),
+            "x_label": "epoch",
+            "y_label": ylabel,
+            "series": {label: cpu.curve_stats([getattr(r, attr) for r in recs]) for label, recs in records.items()},
+        }
+        for key, attr, ylabel in (
+            ("train_loss", "train_loss", "training loss (mean over the epoch's steps, train mode)"),
+            ("test_error", "test_errors", "test error (%)"),
+        )
+    }
+
+
+def errors_by_label(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Per-seed test errors by setting label, read back from a results file's ``test_error.<label>``
+    metrics (what the experiments' verdict rules and plots take)."""
+    return {k.removeprefix("test_error."): list(v["values"]) for k, v in metrics.items() if k.startswith("test_error.")}
+
+
+# --------------------------------------------------------------------------------------------------
+# verdict rules (each takes a difference d and its standard error se, see :func:`contrast`)
+# --------------------------------------------------------------------------------------------------
+REPRODUCED, NOT_REPRODUCED, PARTLY, NOT_TESTABLE = (
+    "reproduced",
+    "not reproduced",
+    "partly reproduced",
+    "not testable at this scale",
+)
+RULE_GREATER = "reproduced if d > 2 se, else not reproduced"
+RULE_EQUIVALENT = (
+    "equivalence within a margin m: reproduced if |d| + 2 se <= m (the 2-se interval lies inside ±m); not reproduced "
+    "if |d| - 2 se > m; otherwise not testable at this scale (the interval is wider than the margin)"
+)
+RULE_NOT_WORSE = (
+    "non-inferiority within a margin m: reproduced if d + 2 se <= m; not reproduced if d - 2 se > m; otherwise "
+    "not testable at this scale"
+)
+
+RULE_REVISION = (
+    "Rule revision (after the first full run, before these results): claims of 'no change', 'close' or 'matches' "
+    "first passed when |d| <= 2 se + margin, which holds whenever the seeds disagree enough; they now pass only "
+    "when the whole 2-se interval of d lies within the margin (equivalence / non-inferiority), and an interval too "
+    "wide to decide gives 'not testable at this scale'. No other rule, setting or hyper-parameter changed."
+)
+
+
+def verdict_greater(d: float, se: float) -> str:
+    """A directional claim "d > 0": reproduced when d exceeds twice its standard error."""
+    return REPRODUCED if d > 2 * se else NOT_REPRODUCED
+
+
+def verdict_equivalent(d: float, se: float, margin: float) -> str:
+    """A claim "no difference": reproduced only when the whole 2-se interval of d lies within ±margin; when
+    the interval is too wide to decide, "not testable at this scale" (never "reproduced" for noisy seeds)."""
+    if abs(d) + 2 * se <= margin:
+        return REPRODUCED
+    return NOT_REPRODUCED if abs(d) - 2 * se > margin else NOT_TESTABLE
+
+
+def verdict_not_worse(d: float, se: float, margin: float) -> str:
+    """A claim "matches or beats" (d = ours - reference, lower is better): reproduced when the upper end of
+    the 2-se interval is at most ``margin``; not reproduced when its lower end exceeds ``margin``."""
+    if d + 2 * se <= margin:
+        return REPRODUCED
+    return NOT_REPRODUCED if d - 2 * se > margin else NOT_TESTABLE
+
+
+def central_verdict(central: Sequence[str], others: Sequence[str] = ()) -> str:
+    """Every claim reproduced: reproduced; some central claim reproduced (or partly): partly reproduced; no
+    central claim reproduced: not reproduced (whatever the others say)."""
+    if all(v == REPRODUCED for v in (*central, *others)):
+        return REPRODUCED
+    return PARTLY if any(v in (REPRODUCED, PARTLY) for v in central) else NOT_REPRODUCED
 
 
 def contrast(terms: Sequence[tuple[float, Sequence[float]]]) -> tuple[float, float]:
@@ -413,29 +457,6 @@ def contrast(terms: Sequence[tuple[float, Sequence[float]]]) -> tuple[float, flo
     value = sum(c * statistics.fmean(v) for c, v in terms)
     var = sum(c * c * (statistics.variance(v) if len(v) > 1 else 0.0) / len(v) for c, v in terms)
     return value, math.sqrt(var)
-
-
-def run_curves(records: Mapping[str, Sequence[RunRecord]], epochs: int) -> dict[str, Any]:
-    """The results file's ``curves``: training loss and test error per epoch, mean and std over seeds, one
-    series per setting label."""
-    return {
-        key: {
-            "x": list(range(1, epochs + 1)),
-            "x_label": "epoch",
-            "y_label": ylabel,
-            "series": {label: curve_stats(recs, attr) for label, recs in records.items()},
-        }
-        for key, attr, ylabel in (
-            ("train_loss", "train_loss", "training loss (mean over the epoch's steps, train mode)"),
-            ("test_error", "test_errors", "test error (%)"),
-        )
-    }
-
-
-def errors_by_label(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, list[float]]:
-    """Per-seed test errors by setting label, read back from a results file's ``test_error.<label>``
-    metrics (what the experiments' verdict rules and plots take)."""
-    return {k.removeprefix("test_error."): list(v["values"]) for k, v in metrics.items() if k.startswith("test_error.")}
 
 
 def mean_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:

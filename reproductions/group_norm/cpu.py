@@ -17,12 +17,13 @@ Scale-down choices, fixed before any GN or small-batch run (only the BN baseline
 * Base LR 0.4 per 256 images (the paper: 0.1 per 256 for 100 ImageNet epochs). 30 epochs of 1,438
   digits are only 150 steps at batch 256; a pilot of the BN baseline at 32 images/device (seed 0)
   reached a training loss of 0.14 at 0.1 and 0.005 at 0.4.
-* 30 epochs (the time budget: about 7 minutes on 2 cores).
+* 30 epochs (the time budget: about 5 minutes of 2 cores).
 
 Our errors are on a different dataset at a tiny scale, so absolute errors are not comparable with the
 paper's; the comparisons are of the *trends*: differences between settings, each with its standard error
 over seeds, against the paper's differences. The verdict rules are written in :func:`_table2`,
-:func:`_table1` and :func:`_table3` and were fixed before the experiment was run.
+:func:`_table1` and :func:`_table3` and were fixed before the first full run, with one revision after it
+(:data:`reproductions.common.cpu_vision.RULE_REVISION`).
 
     python -m reproductions.group_norm.cpu            # 3 seeds, results in reproductions/group_norm/results
     python -m reproductions.group_norm.cpu --quick    # CI: 1 seed, a few epochs on a subset
@@ -37,14 +38,20 @@ from typing import Any
 
 from reproductions.common import cpu
 from reproductions.common.cpu_vision import (
+    RULE_EQUIVALENT,
+    RULE_GREATER,
+    RULE_REVISION,
     ClassifierSchedule,
     ClassifierSetup,
+    central_verdict,
     contrast,
     default_workers,
     error_stats,
     image_dataset,
     run_curves,
     train_many,
+    verdict_equivalent,
+    verdict_greater,
 )
 from reproductions.common.published import published_value
 
@@ -58,7 +65,9 @@ TABLE3_GROUP_SIZES = (1, 2, 4, 8, 16)
 SCHEDULE = ClassifierSchedule(epochs=30, base_lr=0.4, depth=8, width=16, devices=8)
 QUICK_SCHEDULE = ClassifierSchedule(epochs=3, base_lr=0.4, depth=8, width=16, devices=8, eval_last=1)
 QUICK_TRAIN_IMAGES = 512
-CLOSE_POINTS = 0.5  # "no change" / "close": within 2 standard errors + 0.5 points (the paper's GN-BN gap at 32)
+MARGIN = 0.5
+"""Points. "No change" / "close" means the 2-se interval of the difference lies within ±MARGIN (the paper's
+GN - BN gap at 32 images/GPU); an interval wider than that is "not testable at this scale"."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,22 +141,6 @@ def _ours(value: float, se: float, n: int) -> dict[str, Any]:
     return {"mean": value, "std": se, "n": n, "unit": "points", "std_is_standard_error": True}
 
 
-def _significant_increase(d: float, se: float) -> bool:
-    return d > 2 * se
-
-
-def _close(d: float, se: float) -> bool:
-    return abs(d) <= 2 * se + CLOSE_POINTS
-
-
-def _overall(flags: Sequence[bool], central: Sequence[bool]) -> str:
-    """Every rule holds: reproduced; some of the central rules hold: partly reproduced; none of the central
-    rules holds: not reproduced (whatever the others say)."""
-    if all(flags):
-        return "reproduced"
-    return "partly reproduced" if any(central) else "not reproduced"
-
-
 def _table2(errors: Errors, n: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
     bn_l, bn_s = _errs(errors, _bn(LARGE)), _errs(errors, _bn(SMALL))
     gn_l, gn_s = _errs(errors, _gn(LARGE)), _errs(errors, _gn(SMALL))
@@ -157,30 +150,29 @@ def _table2(errors: Errors, n: int) -> tuple[list[dict[str, Any]], dict[str, str
     d_2, se_2 = contrast([(1, gn_s), (-1, bn_s)])
     pub_bn = _pub(f"gn.table2.bn.{SMALL}") - _pub(f"gn.table2.bn.{LARGE}")
     pub_gn = _pub(f"gn.table2.gn.{SMALL}") - _pub(f"gn.table2.gn.{LARGE}")
-    flags = [
-        _significant_increase(d_bn, se_bn),
-        _close(d_gn, se_gn),
-        _significant_increase(d_dd, se_dd),
-        _significant_increase(-d_2, se_2),
+    verdicts = [
+        verdict_greater(d_bn, se_bn),
+        verdict_equivalent(d_gn, se_gn, MARGIN),
+        verdict_greater(d_dd, se_dd),
+        verdict_greater(-d_2, se_2),
     ]
-    verdict = lambda ok: "reproduced" if ok else "not reproduced"  # noqa: E731
     comps = [
         {
             "claim": f"BN's error rises from {LARGE} to {SMALL} images/device (points)",
             "published_ref": f"gn.table2.bn.{SMALL}",
             "published": round(pub_bn, 2),
             "ours": _ours(d_bn, se_bn, n),
-            "verdict": verdict(flags[0]),
-            "rule": f"reproduced if err(BN,{SMALL}) - err(BN,{LARGE}) > 2 se; published = gn.table2.bn.{SMALL} - "
-            f"gn.table2.bn.{LARGE}; ± is the standard error of the difference over seeds",
+            "verdict": verdicts[0],
+            "rule": f"d = err(BN,{SMALL}) - err(BN,{LARGE}); {RULE_GREATER}; ± is the standard error of d over "
+            f"seeds; published = gn.table2.bn.{SMALL} - gn.table2.bn.{LARGE}",
         },
         {
             "claim": f"GN's error does not change from {LARGE} to {SMALL} images/device (points)",
             "published_ref": f"gn.table2.gn.{SMALL}",
             "published": round(pub_gn, 2),
             "ours": _ours(d_gn, se_gn, n),
-            "verdict": verdict(flags[1]),
-            "rule": f"reproduced if |err(GN,{SMALL}) - err(GN,{LARGE})| <= 2 se + {CLOSE_POINTS} points; "
+            "verdict": verdicts[1],
+            "rule": f"d = err(GN,{SMALL}) - err(GN,{LARGE}); {RULE_EQUIVALENT}, m = {MARGIN} points; "
             f"published = gn.table2.gn.{SMALL} - gn.table2.gn.{LARGE}",
         },
         {
@@ -188,19 +180,19 @@ def _table2(errors: Errors, n: int) -> tuple[list[dict[str, Any]], dict[str, str
             "published_ref": f"gn.table2.gn_minus_bn.{SMALL}",
             "published": round(pub_bn - pub_gn, 2),
             "ours": _ours(d_dd, se_dd, n),
-            "verdict": verdict(flags[2]),
-            "rule": "reproduced if (BN's rise) - (GN's rise) > 2 se (se from the four settings' seed variances)",
+            "verdict": verdicts[2],
+            "rule": f"d = (BN's rise) - (GN's rise), se from the four settings' seed variances; {RULE_GREATER}",
         },
         {
             "claim": f"GN - BN at {SMALL} images/device (negative: GN better)",
             "published_ref": f"gn.table2.gn_minus_bn.{SMALL}",
             "published": _pub(f"gn.table2.gn_minus_bn.{SMALL}"),
             "ours": _ours(d_2, se_2, n),
-            "verdict": verdict(flags[3]),
-            "rule": f"reproduced if err(GN,{SMALL}) - err(BN,{SMALL}) < -2 se",
+            "verdict": verdicts[3],
+            "rule": f"d = err(BN,{SMALL}) - err(GN,{SMALL}) (shown with the opposite sign); {RULE_GREATER}",
         },
     ]
-    status = _overall(flags, central=[flags[2], flags[3]])
+    status = central_verdict(central=[verdicts[2], verdicts[3]], others=[verdicts[0], verdicts[1]])
     summary = (
         f"BN's error rises by {d_bn:+.2f} ± {se_bn:.2f} points from {LARGE} to {SMALL} images/device "
         f"(paper {pub_bn:+.1f}), GN's by {d_gn:+.2f} ± {se_gn:.2f} (paper {pub_gn:+.1f}); at {SMALL} images/device "
@@ -216,32 +208,35 @@ def _table1(errors: Errors, n: int) -> tuple[list[dict[str, Any]], dict[str, str
     d_gn, se_gn = contrast([(1, gn), (-1, bn)])
     d_ln, se_ln = contrast([(1, ln), (-1, gn)])
     d_in, se_in = contrast([(1, inn), (-1, gn)])
-    flags = [_close(d_gn, se_gn), _significant_increase(d_ln, se_ln), _significant_increase(d_in, se_in)]
-    verdict = lambda ok: "reproduced" if ok else "not reproduced"  # noqa: E731
+    verdicts = [
+        verdict_equivalent(d_gn, se_gn, MARGIN),
+        verdict_greater(d_ln, se_ln),
+        verdict_greater(d_in, se_in),
+    ]
     comps = [
         {
             "claim": f"GN is close to BN at {LARGE} images/device (GN - BN, points)",
             "published_ref": "gn.table1.gn_minus_bn",
             "published": _pub("gn.table1.gn_minus_bn"),
             "ours": _ours(d_gn, se_gn, n),
-            "verdict": verdict(flags[0]),
-            "rule": f"reproduced if |err(GN) - err(BN)| <= 2 se + {CLOSE_POINTS} points",
+            "verdict": verdicts[0],
+            "rule": f"d = err(GN) - err(BN); {RULE_EQUIVALENT}, m = {MARGIN} points",
         },
         {
             "claim": "LN is worse than GN (LN - GN, points)",
             "published_ref": "gn.table1.ln",
             "published": round(_pub("gn.table1.ln") - _pub("gn.table1.gn"), 2),
             "ours": _ours(d_ln, se_ln, n),
-            "verdict": verdict(flags[1]),
-            "rule": "reproduced if err(LN) - err(GN) > 2 se; published = gn.table1.ln - gn.table1.gn",
+            "verdict": verdicts[1],
+            "rule": f"d = err(LN) - err(GN); {RULE_GREATER}; published = gn.table1.ln - gn.table1.gn",
         },
         {
             "claim": "IN is worse than GN (IN - GN, points)",
             "published_ref": "gn.table1.in",
             "published": round(_pub("gn.table1.in") - _pub("gn.table1.gn"), 2),
             "ours": _ours(d_in, se_in, n),
-            "verdict": verdict(flags[2]),
-            "rule": "reproduced if err(IN) - err(GN) > 2 se; published = gn.table1.in - gn.table1.gn",
+            "verdict": verdicts[2],
+            "rule": f"d = err(IN) - err(GN); {RULE_GREATER}; published = gn.table1.in - gn.table1.gn",
         },
     ]
     means = {name: _mean(errors, s) for name, s in (("BN", _bn(LARGE)), ("LN", LN), ("IN", IN), ("GN", _gn(LARGE)))}
@@ -251,7 +246,7 @@ def _table1(errors: Errors, n: int) -> tuple[list[dict[str, Any]], dict[str, str
         f"At {LARGE} images/device: {order} (paper, ImageNet: {paper}). GN - BN = {d_gn:+.2f} ± {se_gn:.2f}, "
         f"LN - GN = {d_ln:+.2f} ± {se_ln:.2f}, IN - GN = {d_in:+.2f} ± {se_in:.2f} points."
     )
-    return comps, {"status": _overall(flags, central=flags[1:]), "summary": summary}
+    return comps, {"status": central_verdict(central=verdicts[1:], others=verdicts[:1]), "summary": summary}
 
 
 def _table3(errors: Errors, n: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -265,25 +260,24 @@ def _table3(errors: Errors, n: int) -> tuple[list[dict[str, Any]], dict[str, str
     pub_c = [_pub(f"gn.table3.channels_per_group.{c}") for c in (64, 32, 16, 8, 4, 2)]
     pub_ln = _pub("gn.table3.groups.1") - sum(pub_g) / len(pub_g)
     pub_in = _pub("gn.table3.channels_per_group.1") - sum(pub_c) / len(pub_c)
-    flags = [_significant_increase(d_ln, se_ln), _significant_increase(d_in, se_in)]
-    verdict = lambda ok: "reproduced" if ok else "not reproduced"  # noqa: E731
+    verdicts = [verdict_greater(d_ln, se_ln), verdict_greater(d_in, se_in)]
     comps = [
         {
             "claim": f"G = 1 (LN) is worse than the middle range G in {middle_g} (LN - mean of the middle, points)",
             "published_ref": "gn.table3.groups.1",
             "published": round(pub_ln, 2),
             "ours": _ours(d_ln, se_ln, n),
-            "verdict": verdict(flags[0]),
-            "rule": "reproduced if err(G=1) - mean_G err(G) > 2 se over the middle G (a mean over settings fixed in "
-            "advance, not the best one); published: gn.table3.groups.1 - mean of G in 2..64",
+            "verdict": verdicts[0],
+            "rule": f"d = err(G=1) - mean over the middle G of err(G) (settings fixed in advance, not the best one); "
+            f"{RULE_GREATER}; published: gn.table3.groups.1 - mean of G in 2..64",
         },
         {
             "claim": f"1 channel per group (IN) is worse than {middle_c} channels per group (IN - mean, points)",
             "published_ref": "gn.table3.channels_per_group.1",
             "published": round(pub_in, 2),
             "ours": _ours(d_in, se_in, n),
-            "verdict": verdict(flags[1]),
-            "rule": "reproduced if err(1 ch/group) - mean_c err(c ch/group) > 2 se over the middle c; published: "
+            "verdict": verdicts[1],
+            "rule": f"d = err(1 ch/group) - mean over the middle c of err(c ch/group); {RULE_GREATER}; published: "
             "gn.table3.channels_per_group.1 - mean of 2..64 channels/group",
         },
     ]
@@ -292,7 +286,7 @@ def _table3(errors: Errors, n: int) -> tuple[list[dict[str, Any]], dict[str, str
         f"Groups: {row([_groups_setup(g) for g in TABLE3_GROUPS])}. Channels per group: "
         f"{row([_group_size_setup(c) for c in TABLE3_GROUP_SIZES])} (test error %, mean of {n} seeds)."
     )
-    return comps, {"status": _overall(flags, central=flags), "summary": summary}
+    return comps, {"status": central_verdict(central=verdicts), "summary": summary}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -405,7 +399,7 @@ def run(
     quick: bool = False, seeds: Sequence[int] | None = None, data: str | None = None, out_dir: str | None = None
 ) -> list[Path]:
     """Train every setting with every seed, then write the three results files and their figures."""
-    seeds = list(seeds or ((0,) if quick else cpu.DEFAULT_SEEDS))
+    seeds = cpu.resolve_seeds(seeds, quick)
     schedule = QUICK_SCHEDULE if quick else SCHEDULE
     dataset = image_dataset(data, QUICK_TRAIN_IMAGES if quick else None)
     out = cpu.results_dir(PAPER, quick, out_dir)
@@ -494,6 +488,7 @@ def run(
                 curves={k: {**c, "series": {lb: c["series"][lb] for lb in labels}} for k, c in curves.items()},
                 notes=[
                     note_scale,
+                    RULE_REVISION,
                     f"The three results files (Tables 1, 2, 3) come from one run of {len(setups)} settings x {n} "
                     f"seeds; its time is recorded in each ({timer.seconds:.0f} s wall-clock, "
                     f"{config['cpu_seconds']:.0f} s CPU over {workers} worker(s)).",
