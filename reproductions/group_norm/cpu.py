@@ -17,7 +17,7 @@ Scale-down choices, fixed before any GN or small-batch run (only the BN baseline
 * Base LR 0.4 per 256 images (the paper: 0.1 per 256 for 100 ImageNet epochs). 30 epochs of 1,438
   digits are only 150 steps at batch 256; a pilot of the BN baseline at 32 images/device (seed 0)
   reached a training loss of 0.14 at 0.1 and 0.005 at 0.4.
-* 30 epochs (the time budget: about 5 minutes of 2 cores).
+* 30 epochs (the time budget: about 9 CPU-minutes, 5 minutes on 2 idle cores).
 
 Our errors are on a different dataset at a tiny scale, so absolute errors are not comparable with the
 paper's; the comparisons are of the *trends*: differences between settings, each with its standard error

@@ -33,7 +33,7 @@ and (2) the output contrast ratio :math:`r = \sigma(\hat G(x')) / \sigma(\hat G(
 output's pixel values; the inputs have r = 0.5; the paper's claim is that the output contrast follows the
 style, r = 1).
 
-    python -m reproductions.instance_norm.cpu           # 3 seeds, about 5 minutes on 2 cores
+    python -m reproductions.instance_norm.cpu           # 3 seeds (about 7 CPU-minutes: 4 minutes on 2 idle cores)
     python -m reproductions.instance_norm.cpu --quick   # CI: a few steps, one seed
 """
 

@@ -28,8 +28,8 @@ BCN with ``estimate=True`` has no per-device slices; in DDP each device updates 
 0's are kept); the paper trains ResNet-50/101 on ImageNet (and detection/segmentation), we train a
 ResNet-8 on 16x16 digits, so absolute errors are not comparable: compare the differences.
 
-    python -m reproductions.weight_standardization.cpu          # 3 seeds (about 5 minutes on 2 cores)
-    python -m reproductions.weight_standardization.cpu --quick  # CI
+    python -m reproductions.weight_standardization.cpu   # 3 seeds: ~15 CPU-minutes, 7-8 min on 2 idle cores
+    python -m reproductions.weight_standardization.cpu --quick   # CI
 """
 
 from __future__ import annotations
