@@ -38,7 +38,9 @@ def _keep_stats_fp32(module: nn.Module, names: tuple[str, ...] = ("running_mean"
             setattr(module, name, buf.float())
 
 
-def _batch_norm_forward(bn: _BatchNorm, x: torch.Tensor, virtual_devices: int, virtual_running_stats: str):
+def _batch_norm_forward(
+    bn: _BatchNorm, x: torch.Tensor, virtual_devices: int, virtual_running_stats: str, correction: int = 0
+):
     """The forward shared by :class:`BatchNorm` and :class:`SyncBatchNorm`'s single-process path:
     the running-average factor logic of ``torch.nn.BatchNorm2d``, with normcore's checks."""
     name = type(bn).__name__
@@ -64,6 +66,7 @@ def _batch_norm_forward(bn: _BatchNorm, x: torch.Tensor, virtual_devices: int, v
         training=use_batch_stats,
         momentum=factor,
         eps=bn.eps,
+        correction=correction,
         virtual_devices=virtual_devices if use_batch_stats else 1,
         virtual_running_stats=virtual_running_stats,  # type: ignore[arg-type]
     )
@@ -91,6 +94,9 @@ class BatchNorm(_BatchNorm):
             training). The batch must be a multiple of D.
         virtual_running_stats: with D > 1, ``"mean"`` averages the D per-slice running-stat updates;
             ``"first"`` keeps slice 0's (what DDP with ``broadcast_buffers=True`` keeps).
+        correction: the variance that normalizes in training: 0 (default) the biased batch variance
+            of BN Algorithm 1 (native kernel); 1 the unbiased one, the BN the LN paper compares
+            against at small batch (LN §6.6). Eval mode and running statistics are unaffected.
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class BatchNorm(_BatchNorm):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        correction: int = 0,
         virtual_devices: int = 1,
         virtual_running_stats: str = "mean",
         device: Any = None,
@@ -113,8 +120,11 @@ class BatchNorm(_BatchNorm):
             raise ValueError(
                 f"BatchNorm: virtual_running_stats must be 'mean' or 'first', got {virtual_running_stats!r}"
             )
+        if correction not in (0, 1):
+            raise ValueError(f"BatchNorm: correction must be 0 (biased, BN paper) or 1 (unbiased), got {correction}")
         self.virtual_devices = virtual_devices
         self.virtual_running_stats = virtual_running_stats
+        self.correction = correction
         _keep_stats_fp32(self)
 
     @property
@@ -130,10 +140,12 @@ class BatchNorm(_BatchNorm):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _batch_norm_forward(self, x, self.virtual_devices, self.virtual_running_stats)
+        return _batch_norm_forward(self, x, self.virtual_devices, self.virtual_running_stats, self.correction)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
+        if self.correction:
+            s += f", correction={self.correction}"
         if self.virtual_devices > 1:
             s += f", virtual_devices={self.virtual_devices}, virtual_running_stats={self.virtual_running_stats!r}"
         return s

@@ -104,6 +104,35 @@ def moments(
 VirtualStats = Literal["mean", "first"]
 
 
+def _batch_norm_corrected(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    momentum: float,
+    eps: float,
+    correction: int,
+) -> torch.Tensor:
+    """Training-mode BN normalizing with the variance of the given ``correction`` (not a native kernel)."""
+    dims = (0, *range(2, x.dim()))
+    m = x.numel() // max(x.shape[1], 1)
+    mean, var = moments(x, dims, correction=correction, keepdim=False)
+    if running_mean is not None and running_var is not None:
+        with torch.no_grad():  # the running variance is the unbiased one whatever the correction
+            running_mean.lerp_(mean.detach().to(running_mean.dtype), momentum)
+            unbiased = var.detach() * ((m - correction) / (m - 1))
+            running_var.lerp_(unbiased.to(running_var.dtype), momentum)
+    view = (1, -1) + (1,) * (x.dim() - 2)
+    xf = x.float() if x.dtype in LOW_PRECISION else x
+    out = (xf - mean.view(view)) * torch.rsqrt(var.view(view) + eps)
+    if weight is not None:
+        out = out * weight.view(view)
+    if bias is not None:
+        out = out + bias.view(view)
+    return out.to(x.dtype)
+
+
 def batch_norm(
     x: torch.Tensor,
     running_mean: torch.Tensor | None,
@@ -114,6 +143,7 @@ def batch_norm(
     training: bool = True,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    correction: int = 0,
     virtual_devices: int = 1,
     virtual_running_stats: VirtualStats = "mean",
 ) -> torch.Tensor:
@@ -127,6 +157,11 @@ def batch_norm(
     average, ``running = (1 - momentum) * running + momentum * batch``: exactly
     ``torch.nn.BatchNorm2d`` (native ``F.batch_norm``).
 
+    ``correction`` is the variance used to normalize in training: 0 (default) the biased
+    :math:`\sigma_B^2` of BN Algorithm 1 (native kernel); 1 the unbiased
+    :math:`\frac{m}{m-1}\sigma_B^2`, the BN the LN paper compares against at small batch (LN §6.6);
+    it only changes training-mode outputs (not a native kernel).
+
     ``virtual_devices=D`` splits the batch into D equal slices and normalizes each with its own
     statistics, as D data-parallel GPUs with unsynchronized BN do (the GN paper's §4.1 setting and the
     WS paper's micro-batch setting); the output equals running BN on each slice separately. The
@@ -135,18 +170,23 @@ def batch_norm(
     ``broadcast_buffers=True`` ends with (rank 0's buffers are broadcast every step).
     """
     weight, bias = _fp32(weight), _fp32(bias)
+
+    def one(s: torch.Tensor, rm: torch.Tensor | None, rv: torch.Tensor | None) -> torch.Tensor:
+        if training and correction != 0:
+            return _batch_norm_corrected(s, rm, rv, weight, bias, momentum, eps, correction)
+        return F.batch_norm(s, rm, rv, weight, bias, training, momentum, eps)
+
     if not training or virtual_devices == 1:
-        return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+        return one(x, running_mean, running_var)
     slices = x.chunk(virtual_devices, dim=0)
     if running_mean is None or running_var is None:
-        outs = [F.batch_norm(s, None, None, weight, bias, True, momentum, eps) for s in slices]
+        outs = [one(s, None, None) for s in slices]
     elif virtual_running_stats == "first":
-        outs = [F.batch_norm(slices[0], running_mean, running_var, weight, bias, True, momentum, eps)]
-        outs += [F.batch_norm(s, None, None, weight, bias, True, momentum, eps) for s in slices[1:]]
+        outs = [one(slices[0], running_mean, running_var)] + [one(s, None, None) for s in slices[1:]]
     elif virtual_running_stats == "mean":
         means = [running_mean.clone() for _ in slices]
         varis = [running_var.clone() for _ in slices]
-        outs = [F.batch_norm(s, m, v, weight, bias, True, momentum, eps) for s, m, v in zip(slices, means, varis)]
+        outs = [one(s, m, v) for s, m, v in zip(slices, means, varis)]
         with torch.no_grad():
             running_mean.copy_(torch.stack(means).mean(0))
             running_var.copy_(torch.stack(varis).mean(0))

@@ -36,55 +36,17 @@ def test_quick_run_trains_and_writes_valid_results_files(tmp_path):
     assert speedup["published"] == 2  # read from papers/layer_norm/published.yaml
 
 
-# --------------------------------------------------------------------------------------------------
-# BN with the unbiased variance (LN §6.6)
-# --------------------------------------------------------------------------------------------------
-def test_unbiased_variance_bn_normalizes_with_m_over_m_minus_1():
-    torch.manual_seed(0)
-    x = torch.randn(4, 6) * 3 + 1
-    bn = ln_cpu.UnbiasedVarianceBatchNorm(6)
-    with torch.no_grad():
-        bn.weight.uniform_(0.5, 2.0)
-        bn.bias.uniform_(-1.0, 1.0)
-    out = bn(x)
-    var = x.var(0, unbiased=True)
-    expected = (x - x.mean(0)) / torch.sqrt(var + bn.eps) * bn.weight + bn.bias
-    torch.testing.assert_close(out, expected)
-    # normalized activations have variance (m-1)/m = 3/4 in training (before the affine)
-    plain = ln_cpu.UnbiasedVarianceBatchNorm(6, affine=False)(x)
-    torch.testing.assert_close(plain.var(0, unbiased=False), torch.full((6,), 0.75), atol=1e-4, rtol=0)
-
-
-def test_unbiased_variance_bn_running_statistics_and_inference_match_normcore_bn():
-    torch.manual_seed(1)
-    ours, ref = ln_cpu.UnbiasedVarianceBatchNorm(5), BatchNorm(5)
-    for _ in range(3):
-        x = torch.randn(4, 5) * 2 + 0.5
-        ours(x)
-        ref(x)
-    torch.testing.assert_close(ours.running_mean, ref.running_mean)
-    torch.testing.assert_close(ours.running_var, ref.running_var)
-    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 3
-    x = torch.randn(7, 5)
-    torch.testing.assert_close(ours.eval()(x), ref.eval()(x))
-
-
-def test_unbiased_variance_bn_rejects_one_value_per_channel():
-    with pytest.raises(ValueError, match="only one value per channel"):
-        ln_cpu.UnbiasedVarianceBatchNorm(3)(torch.randn(1, 3))
-
-
 def test_build_mlp_uses_the_unbiased_bn_only_at_the_small_batch():
     cfg = ln_cpu.MLPConfig(hidden=(8, 8))
     kinds = {
-        (norm, bs): {type(m) for m in ln_cpu.build_mlp(norm, bs, cfg).norms}
+        (norm, bs): {(type(m), getattr(m, "correction", None)) for m in ln_cpu.build_mlp(norm, bs, cfg).norms}
         for norm in ln_cpu.MLP_NORMS
         for bs in cfg.batch_sizes
     }
-    assert kinds["BN", 4] == {ln_cpu.UnbiasedVarianceBatchNorm}
-    assert kinds["BN", 128] == {BatchNorm}
+    assert kinds["BN", 4] == {(BatchNorm, 1)}
+    assert kinds["BN", 128] == {(BatchNorm, 0)}
     assert len(kinds["LN", 4]) == 1 and kinds["LN", 4] == kinds["LN", 128]
-    assert not kinds["LN", 4] & {BatchNorm, ln_cpu.UnbiasedVarianceBatchNorm}
+    assert BatchNorm not in {cls for cls, _ in kinds["LN", 4]}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -113,6 +113,11 @@ def test_virtual_device_batchnorm_gradcheck(mode, gen):
 # --------------------------------------------------------------------------------------------------
 # NormProp
 # --------------------------------------------------------------------------------------------------
+def test_unbiased_batchnorm_gradcheck(gen):
+    bn = randomize_(nc.BatchNorm(4, correction=1, virtual_devices=2)).double()
+    _module_gradcheck(bn, _rand(4, 4, 3, gen=gen), fresh_buffers=True)
+
+
 def test_normprop_linear_gradcheck(gen):
     x, w = _rand(3, 5, gen=gen), _rand(4, 5, gen=gen)
     gamma, beta = (1 + 0.3 * _rand(4, gen=gen, requires_grad=False)).requires_grad_(), _rand(4, gen=gen)

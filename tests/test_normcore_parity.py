@@ -82,6 +82,28 @@ def test_batchnorm_formula_biased_batch_variance_unbiased_running_variance(gen):
     assert_close(bn.running_var, x.var(dim=(0, 2), unbiased=True), **TOL)
 
 
+def test_batchnorm_correction_1_normalizes_with_the_unbiased_variance(gen):
+    """correction=1 (the BN the LN paper compares against at small batch, LN §6.6) normalizes with
+    m/(m-1) * sigma_B^2 in training; running statistics and eval are those of the default BN."""
+    x = torch.randn(4, 6, generator=gen) * 3 + 1  # m = 4 values per channel
+    bn, ref = randomize_(nc.BatchNorm(6, correction=1)), nc.BatchNorm(6)
+    ref.load_state_dict(bn.state_dict())
+    y = bn(x)
+    ref(x)
+    expected = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=True) + bn.eps) * bn.weight + bn.bias
+    assert_close(y, expected, **TOL)
+    plain = nc.BatchNorm(6, correction=1, affine=False)(x)  # variance (m-1)/m = 3/4 before the affine
+    assert_close(plain.var(0, unbiased=False), torch.full((6,), 0.75), atol=1e-4, rtol=0)
+    assert_close(bn.running_mean, ref.running_mean, **TOL)
+    assert_close(bn.running_var, ref.running_var, **TOL)
+    z = torch.randn(7, 6, generator=gen)
+    assert_close(bn.eval()(z), ref.eval()(z), **TOL)
+    with pytest.raises(ValueError, match="only one value per channel"):
+        nc.BatchNorm(3, correction=1)(torch.randn(1, 3))
+    with pytest.raises(ValueError, match="correction must be 0"):
+        nc.BatchNorm(3, correction=2)
+
+
 def test_batchnorm_momentum_none_is_the_cumulative_average(gen):
     """momentum=None: after k batches the running mean/var are the plain averages of the k batch
     means / unbiased variances (factor 1/t at step t)."""

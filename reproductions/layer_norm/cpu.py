@@ -5,7 +5,7 @@ r"""Layer Normalization at CPU scale (Ba, Kiros & Hinton 2016): Figure 6 and the
 training NLL and the test error and says LN "is robust to the batch sizes and exhibits a faster
 training convergence comparing to batch normalization"; it prints no number. Following §6.6, BN at
 the small batch normalizes with the **unbiased** variance estimate (published.yaml
-``pi_mnist.bn_variance``: "unbiased estimator at small batch"): :class:`UnbiasedVarianceBatchNorm`,
+``pi_mnist.bn_variance``: "unbiased estimator at small batch"): ``normcore.BatchNorm(correction=1)``,
 used at batch 4; batch 128 uses the standard (biased) BN, where the two differ by 0.8% of the variance.
 
 **Part 2, recurrent training.** The paper's recurrent results (attentive reader, skip-thoughts,
@@ -44,8 +44,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from normcore import BatchNorm
-from normcore import functional as Fn
 from normcore.models import mlp, sequential_mnist_classifier
 from reproductions.common import cpu
 from reproductions.common.published import published_value
@@ -56,7 +54,6 @@ __all__ = [
     "MLP_CONFIG",
     "LSTMConfig",
     "MLPConfig",
-    "UnbiasedVarianceBatchNorm",
     "compare_lstm",
     "compare_mlp",
     "main",
@@ -70,38 +67,6 @@ LSTM_EXPERIMENT = "lstm_sequential_mnist"
 MLP_NORMS = ("BN", "LN")
 LSTM_NETS = {"LSTM": False, "LN-LSTM": True}
 """Legend name -> ``layer_norm`` of :func:`normcore.models.sequential_mnist_classifier`."""
-
-
-class UnbiasedVarianceBatchNorm(BatchNorm):
-    r"""Batch normalization that normalizes with the **unbiased** batch variance in training, the BN
-    the LN paper compares against at small batch (LN §6.6):
-
-    .. math:: y = \gamma \frac{x - \mu_B}{\sqrt{\frac{m}{m-1}\sigma_B^2 + \epsilon}} + \beta
-
-    (:math:`m` values per channel in the batch). Running statistics and inference are those of
-    :class:`normcore.BatchNorm` (unbiased running variance, momentum 0.1). With :math:`m = 4` the
-    normalized activations have a variance of 3/4 instead of 1 in training.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return super().forward(x)
-        dims = (0, *range(2, x.dim()))
-        per_channel = x.numel() // x.shape[1]
-        if per_channel < 2:
-            return super().forward(x)  # raises normcore's one-value-per-channel error
-        mean, var = Fn.moments(x, dims, correction=1, keepdim=False)
-        if self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-            m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.detach(), m)
-                self.running_var.lerp_(var.detach(), m)
-        view = (1, -1) + (1,) * (x.dim() - 2)
-        out = (x - mean.view(view)) * torch.rsqrt(var.view(view) + self.eps)
-        if self.affine:
-            out = out * self.weight.view(view) + self.bias.view(view)
-        return out
 
 
 @dataclass(frozen=True)
@@ -161,7 +126,7 @@ def build_mlp(norm: str, batch_size: int, cfg: MLPConfig) -> torch.nn.Module:
     if norm == "LN":
         spec: Any = "feature_ln"
     elif batch_size in cfg.bn_unbiased_variance_batch_sizes:
-        spec = UnbiasedVarianceBatchNorm
+        spec = {"name": "bn", "correction": 1}
     else:
         spec = "bn"
     return mlp(784, cfg.hidden, 10, norm=spec, activation=cfg.activation)
@@ -559,7 +524,7 @@ def run(
                 "model": "normcore.models.mlp(784, hidden, 10, norm=..., activation='relu')",
                 "norms": {
                     "LN": "feature_ln (normcore.FeatureLayerNorm) on the hidden layers",
-                    "BN": "normcore.BatchNorm; UnbiasedVarianceBatchNorm at bn_unbiased_variance_batch_sizes",
+                    "BN": "normcore.BatchNorm; correction=1 (unbiased variance) at bn_unbiased_variance_batch_sizes",
                 },
                 "choices": "ReLU, PyTorch default init, Adam lr 1e-3: the paper states none of them for §6.6",
             },
