@@ -10,6 +10,12 @@ For input :math:`x_t`, state :math:`h_{t-1}, c_{t-1}` (gates ordered f, i, o, g 
 
 Each LN is :class:`normcore.FeatureLayerNorm` over its vector (4H units for the two gate paths, H for the
 cell), with gains 1 and biases 0 at init (LN §6) and eps 1e-5 (official code).
+
+Caution, constant inputs: layer-normalizing a (near-)constant vector, e.g. :math:`W_x x_t = 0` for an
+all-zero input row such as the blank top rows of an MNIST digit, has a Jacobian of gain
+:math:`1/\sqrt{\epsilon} \approx 316`; when the cell state is also zero over those steps the gains
+compound through time (gradients of ~1e31 at init on raw [0, 1] MNIST rows). Standardize such inputs
+(zero mean, unit variance over the data set), as the LN experiment does.
 """
 
 from __future__ import annotations
