@@ -358,7 +358,7 @@ def comparisons(runs: dict[str, list[StylizationRun]], n: int) -> tuple[list[dic
 # figures
 # --------------------------------------------------------------------------------------------------
 def _show(ax: Any, image: torch.Tensor, title: str) -> None:
-    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")  # the pixels as they are
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 
