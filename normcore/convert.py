@@ -218,6 +218,29 @@ def _convs_by_trace(model: nn.Module) -> list[str] | None:
     return found
 
 
+def _conv_kwargs(conv: nn.Module) -> dict[str, Any]:
+    """The constructor arguments of ``conv`` after the channels and kernel size."""
+    return {
+        "stride": conv.stride,
+        "padding": conv.padding,
+        "dilation": conv.dilation,
+        "groups": conv.groups,
+        "bias": conv.bias is not None,
+        "padding_mode": conv.padding_mode,
+    }
+
+
+def _swap_conv(model: nn.Module, name: str, old: nn.Module, new: nn.Module, weight: torch.Tensor) -> nn.Module:
+    """Put ``new`` (given ``weight`` and ``old``'s bias, device, dtype and mode) in place of ``old``."""
+    new = _place_like(new, old)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    new.train(old.training)
+    return _replace(model, name, new)
+
+
 def _convs_by_order(model: nn.Module) -> list[str]:
     """Fallback when the model cannot be traced: a conv immediately followed, among its parent's
     children in registration order, by a norm (ResNet ``conv1``/``bn1``, ``Conv2dNormActivation``,
@@ -261,26 +284,9 @@ def convert_convs(
         if _matches(mod_name, exclude):
             continue
         old = model.get_submodule(mod_name)
-        new = build_conv(
-            name,
-            old.in_channels,
-            old.out_channels,
-            old.kernel_size,
-            stride=old.stride,
-            padding=old.padding,
-            dilation=old.dilation,
-            groups=old.groups,
-            bias=old.bias is not None,
-            padding_mode=old.padding_mode,
-            dim=len(old.kernel_size),
-            **kw,
-        )
-        new = _place_like(new, old)
-        with torch.no_grad():
-            new.weight.copy_(old.weight)
-            if old.bias is not None:
-                new.bias.copy_(old.bias)
-        model = _replace(model, mod_name, new)
+        new = build_conv(name, old.in_channels, old.out_channels, old.kernel_size, dim=len(old.kernel_size),
+                         **_conv_kwargs(old), **kw)  # fmt: skip
+        model = _swap_conv(model, mod_name, old, new, old.weight)
     return model
 
 
@@ -291,24 +297,8 @@ def fold_weight_standardization(model: nn.Module) -> nn.Module:
         if not isinstance(module, WSConvMixin):
             continue
         plain_cls = next(c for c in _PLAIN_CONVS if isinstance(module, c))
-        plain = plain_cls(
-            module.in_channels,
-            module.out_channels,
-            module.kernel_size,
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            groups=module.groups,
-            bias=module.bias is not None,
-            padding_mode=module.padding_mode,
-        )
-        plain = _place_like(plain, module)
-        with torch.no_grad():
-            plain.weight.copy_(module.standardized_weight())
-            if module.bias is not None:
-                plain.bias.copy_(module.bias)
-        plain.train(module.training)
-        model = _replace(model, mod_name, plain)
+        plain = plain_cls(module.in_channels, module.out_channels, module.kernel_size, **_conv_kwargs(module))
+        model = _swap_conv(model, mod_name, module, plain, module.standardized_weight())
     return model
 
 

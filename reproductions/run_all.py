@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from reproductions.common.cpu import set_threads
+from reproductions import report
 from reproductions.common.manifest import REPO_ROOT
 
 PAPERS = ("batch_norm", "layer_norm", "instance_norm", "group_norm", "weight_standardization", "normprop")
@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-notebooks", action="store_true")
     args = parser.parse_args(argv)
     papers = PAPERS if args.paper == "all" else (args.paper,)
-    set_threads()
     timings: list[tuple[str, str, float]] = []
     total = time.perf_counter()
     if not args.notebooks_only:
@@ -74,9 +73,13 @@ def main(argv: list[str] | None = None) -> int:
                 timings.append((f"notebook {name}", f"missing: no notebooks/{name}.ipynb yet", 0.0))
                 continue
             print(f"\n=== notebook {path.relative_to(REPO_ROOT)} ===", flush=True)
-            timings.append((f"notebook {name}", "ok", execute_notebook(path)))
-        if importlib.util.find_spec("reproductions.report") is not None:
-            importlib.import_module("reproductions.report").main([])
+            start = time.perf_counter()
+            try:
+                timings.append((f"notebook {name}", "ok", execute_notebook(path)))
+            except Exception as err:  # report every notebook, then fail at the end
+                first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                timings.append((f"notebook {name}", f"failed: {first_line}", time.perf_counter() - start))
+        report.main([])
     print("\n=== summary ===")
     for name, status, seconds in timings:
         print(f"{name:32s} {seconds / 60:6.1f} min  {status}")

@@ -114,3 +114,22 @@ def test_published_refs_resolve_in_published_yaml(path):
         if c.get("published_ref", "").startswith(prefix) and c["published_ref"] not in known
     ]
     assert not unknown, f"{path.name}: published_ref not in papers/{res['paper']}/published.yaml: {unknown}"
+
+
+def test_results_tables_in_results_md_and_readme_are_up_to_date():
+    """RESULTS.md and the README's results section are generated from the committed results files;
+    after new results, `python -m reproductions.report` (run by `make reproduce`) must be rerun."""
+    from reproductions import report
+
+    assert report.main(["--check"]) == 0, "run `python -m reproductions.report`"
+
+
+def test_readme_section_is_replaced_between_the_markers_only():
+    from reproductions.report import README_BEGIN, README_END, readme_with_results
+
+    readme = f"intro\n{README_BEGIN}\nold table\n{README_END}\noutro\n"
+    new = readme_with_results(readme, "# Results of the CPU-scale reproductions\n\n| a |\n")
+    assert new.startswith("intro\n") and new.endswith(f"{README_END}\noutro\n")
+    assert "old table" not in new and "## Results at CPU scale" in new and "| a |" in new
+    with pytest.raises(ValueError, match="markers"):
+        readme_with_results("no markers", "x")
