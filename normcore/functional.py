@@ -263,7 +263,7 @@ def instance_norm(
     use_input_stats: bool = True,
     momentum: float = 0.1,
 ) -> torch.Tensor:
-    r"""Instance normalization, IN paper Eq. (2): for image t and channel i,
+    r"""Instance normalization, IN paper §2: for image t and channel i,
 
     .. math:: y_{tijk} = \frac{x_{tijk} - \mu_{ti}}{\sqrt{\sigma_{ti}^2 + \epsilon}}
 
@@ -532,13 +532,13 @@ RELU_STD: float = math.sqrt(RELU_VAR)
 
 
 def relu_moments() -> tuple[float, float]:
-    r"""Closed-form mean and variance of a ReLU of a standard normal (NormProp §3.2):
+    r"""Closed-form mean and variance of a ReLU of a standard normal (NormProp method; derived in papers/normprop):
     :math:`E[\max(0,z)] = 1/\sqrt{2\pi}`, :math:`Var[\max(0,z)] = \frac12(1 - \frac1\pi)`."""
     return RELU_MEAN, RELU_VAR
 
 
 def normprop_relu(x: torch.Tensor) -> torch.Tensor:
-    r"""ReLU followed by NormProp's closed-form re-normalization (NormProp §3.2):
+    r"""ReLU followed by NormProp's closed-form re-normalization (NormProp method; derived in papers/normprop):
 
     .. math:: \frac{\max(0, u) - \sqrt{1/(2\pi)}}{\sqrt{\frac12 (1 - \frac1\pi)}}
 
@@ -548,7 +548,7 @@ def normprop_relu(x: torch.Tensor) -> torch.Tensor:
 
 
 def normprop_weight(weight: torch.Tensor, gamma: torch.Tensor | None = None, eps: float = 0.0) -> torch.Tensor:
-    r"""Rows of ``weight`` scaled to unit L2 norm and by ``gamma`` (NormProp §3.1):
+    r"""Rows of ``weight`` scaled to unit L2 norm and by ``gamma`` (NormProp, method section):
     :math:`\gamma_i W_i / \lVert W_i \rVert_2`, the norm over every dimension but the first (for a conv,
     over ``C_in * kH * kW``). ``eps`` (default 0, as the paper) guards an all-zero row. Computed in
     float32 for low-precision weights."""
@@ -562,7 +562,7 @@ def normprop_weight(weight: torch.Tensor, gamma: torch.Tensor | None = None, eps
 def normprop_linear(
     x: torch.Tensor, weight: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None
 ) -> torch.Tensor:
-    r"""NormProp fully connected pre-activation (NormProp §3.1, Algorithm 1):
+    r"""NormProp fully connected pre-activation (NormProp, method section):
     :math:`u_i = \gamma_i \frac{W_i^T x}{\lVert W_i \rVert_2} + \beta_i`."""
     return F.linear(x, normprop_weight(weight, gamma), beta)
 
@@ -577,6 +577,6 @@ def normprop_conv2d(
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
 ) -> torch.Tensor:
-    r"""NormProp convolution (NormProp §3.3): every filter is a row :math:`W_i` of the im2col weight
+    r"""NormProp convolution (NormProp, method section): every filter is a row :math:`W_i` of the im2col weight
     matrix, scaled to unit norm and by :math:`\gamma_i`; :math:`\beta_i` is the conv bias."""
     return F.conv2d(x, normprop_weight(weight, gamma), beta, stride, padding, dilation, groups)

@@ -1,5 +1,5 @@
 r"""Instance normalization (Ulyanov, Vedaldi & Lempitsky 2016, "Instance Normalization: The Missing
-Ingredient for Fast Stylization", §2, Eq. 2)."""
+Ingredient for Fast Stylization", §2: the instance-normalization equation)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ __all__ = ["InstanceNorm"]
 
 
 class InstanceNorm(nn.Module):
-    r"""Instance normalization over ``(N, C, *spatial)``: for image t and channel i (IN Eq. 2),
+    r"""Instance normalization over ``(N, C, *spatial)``: for image t and channel i (IN §2),
 
     .. math:: y_{tijk} = \gamma_i \frac{x_{tijk} - \mu_{ti}}{\sqrt{\sigma_{ti}^2 + \epsilon}} + \beta_i
 

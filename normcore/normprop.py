@@ -37,7 +37,7 @@ def _init_rows(weight: torch.Tensor) -> None:
 
 
 class NormPropLinear(nn.Linear):
-    r"""Fully connected NormProp layer (NormProp §3.1):
+    r"""Fully connected NormProp layer (NormProp, method section):
     :math:`u_i = \gamma_i \frac{W_i^T x}{\lVert W_i \rVert_2} + \beta_i`.
 
     ``weight`` keeps its raw scale (row norms are divided out in ``forward``); ``gamma`` starts at
@@ -66,7 +66,7 @@ class NormPropLinear(nn.Linear):
 
 
 class NormPropConv2d(nn.Conv2d):
-    r"""Convolutional NormProp layer (NormProp §3.3): each filter :math:`W_i` (over
+    r"""Convolutional NormProp layer (NormProp, method section): each filter :math:`W_i` (over
     ``C_in/groups * kH * kW``) is divided by its L2 norm and scaled by :math:`\gamma_i`;
     ``bias`` is :math:`\beta_i`. Same arguments as ``nn.Conv2d`` plus ``gamma_init``."""
 
@@ -110,7 +110,7 @@ class NormPropConv2d(nn.Conv2d):
 
 
 class NormPropReLU(nn.Module):
-    r"""ReLU followed by NormProp's closed-form re-normalization (NormProp §3.2):
+    r"""ReLU followed by NormProp's closed-form re-normalization (NormProp, method section):
     :math:`(\max(0,u) - \sqrt{1/(2\pi)}) / \sqrt{\frac12(1-\frac1\pi)}`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +119,7 @@ class NormPropReLU(nn.Module):
 
 class NormPropInputNorm(nn.Module):
     r"""Standardize the network input with global dataset statistics, :math:`(x - \mu) / \sigma`
-    (NormProp §3: "normalize the input data ... zero mean and unit variance"), the one place where
+    (NormProp method: "normalize the input data ... zero mean and unit variance"), the one place where
     NormProp looks at data. Build it from training data with :meth:`from_data`.
 
     Args:
