@@ -202,6 +202,77 @@ def test_faster_rcnn_has_no_mask_branch():
     assert model.roi_heads.mask_head is None
 
 
+def _c4(**model) -> dict:
+    small = {"backbone": "resnet18", "backbone_type": "c4", "box_head": "res5", "kwargs": TINY["model"]["kwargs"]}
+    return _cfg(**{**small, **model})
+
+
+def _one_image_target() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    masks = torch.zeros(1, 64, 80, dtype=torch.uint8)
+    masks[0, 5:50, 4:40] = 1
+    target = {"boxes": torch.tensor([[4.0, 5.0, 40.0, 50.0]]), "labels": torch.tensor([1]), "masks": masks}
+    return [torch.rand(3, 64, 80)], [target]
+
+
+def test_c4_mask_rcnn_follows_detectron_design():
+    """GN paper Table 4's C4 model: res2-res4 backbone at stride 16 with the RPN on it (15 anchors), RoIAlign
+    14x14, res5 as the box head, the mask branch sharing res5, GN in backbone and head alike."""
+    model = detection.build_detector(
+        _c4(norm="gn", norm_kwargs={"num_groups": 8}, trainable_layers=5), num_classes=3, min_size=64, max_size=96
+    )
+    backbone, heads = model.backbone, model.roi_heads
+    assert list(dict(backbone.named_children())) == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"]
+    assert backbone.out_channels == 256  # ResNet-18's res4 (1024 for ResNet-50)
+    assert backbone(torch.zeros(1, 3, 64, 96)).shape[-2:] == (4, 6)  # stride 16
+    assert model.rpn.anchor_generator.num_anchors_per_location() == [15]
+    assert heads.box_roi_pool.output_size == (14, 14) and heads.mask_roi_pool.output_size == (14, 14)
+    assert isinstance(heads.box_head, detection.ResNetConv5Head) and heads.box_head.out_channels == 512
+    assert heads.mask_head is heads.box_head.res5  # Detectron's v0upshare: one res5, two uses
+    assert sum(isinstance(m, nn.GroupNorm) for m in heads.box_head.modules()) == 5  # 2 basic blocks + projection
+    assert heads.box_predictor.cls_score.in_features == 512 and heads.box_predictor.cls_score.out_features == 4
+    # training: every loss is finite and the mask loss alone reaches res5's weights
+    model.train()
+    images, targets = _one_image_target()
+    losses = model(images, targets)
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["loss_mask"].backward()
+    # (the residual branches start at zero: the last gamma of each block is 0, GN §4.1; the projection is not)
+    res5 = heads.box_head.res5
+    assert res5[0].downsample[0].weight.grad.abs().sum() > 0 and res5[1].bn2.weight.grad.abs().sum() > 0
+    assert heads.box_predictor.cls_score.weight.grad is None  # the box loss was not backpropagated
+    model.eval()
+    with torch.no_grad():
+        (out,) = model(images)
+    assert out["masks"].shape[1:] == (1, 64, 80) and out["boxes"].shape[1] == 4
+
+
+def test_c4_rejects_fpn_only_options_with_the_fix():
+    with pytest.raises(
+        ValueError, match=r"model.fpn_norm='gn' applies to backbone_type: fpn.*set model.fpn_norm: null"
+    ):
+        detection.build_detector(_c4(fpn_norm="gn"), num_classes=3)
+    with pytest.raises(
+        ValueError, match=r"box_head='4conv1fc' does not fit backbone_type: c4.*res5 \(backbone_type: c4\)"
+    ):
+        detection.build_detector(_c4(box_head="4conv1fc"), num_classes=3)
+    with pytest.raises(ValueError, match=r"box_head='res5' does not fit backbone_type: fpn"):
+        detection.build_detector(_cfg(backbone="resnet18", box_head="res5"), num_classes=3)
+    with pytest.raises(ValueError, match="backbone_type='c5'; choose one of fpn, c4"):
+        detection.build_detector(_c4(backbone_type="c5"), num_classes=3)
+
+
+def test_c4_faster_rcnn_and_resnext_backbone():
+    faster = detection.build_detector(_c4(masks=False), num_classes=3)
+    assert faster.roi_heads.mask_head is None and isinstance(faster.roi_heads.box_head, detection.ResNetConv5Head)
+    with torch.device("meta"):
+        x101 = detection.build_detector(
+            _cfg(backbone="resnext101_32x4d", norm="gn", conv="ws", fpn_norm="gn"), num_classes=80
+        )
+    grouped = [m for m in x101.backbone.body.modules() if isinstance(m, normcore.WSConv2d) and m.groups == 32]
+    assert len(grouped) == 33  # one grouped 3x3 per bottleneck
+
+
 def test_pretrained_backbone_loading_reports_by_layer(tmp_path):
     source = normcore.models.resnet18(norm="bn")
     with torch.no_grad():
@@ -300,4 +371,21 @@ def test_every_coco_config_loads_and_names_its_published_row(path):
     )
     assert cfg["paper"] == paper and cfg["name"] and cfg["paper_ref"]
     check_published(cfg, paper)
-    assert cfg["model"]["backbone"] in ("resnet50", "resnet101") and cfg["data"]["min_size"] == 800
+    model = cfg["model"]
+    assert model["backbone"] in ("resnet50", "resnet101", "resnext50_32x4d", "resnext101_32x4d")
+    assert cfg["data"]["min_size"] == 800
+    assert model["box_head"] in detection.BOX_HEADS[model["backbone_type"]]
+
+
+@pytest.mark.slow
+def test_c4_trains_and_evaluates_end_to_end(coco_root, tmp_path, monkeypatch):
+    """GN Table 4's C4 model through the training script: one epoch, then COCOeval's box and mask AP."""
+    monkeypatch.setenv("NORMCORE_NO_PROGRESS", "1")
+    tiny = copy.deepcopy(TINY)
+    tiny["model"].update(backbone_type="c4", box_head="res5", fpn_norm=None, box_head_norm=None, mask_head_norm=None)
+    config = tmp_path / "tiny_c4.yaml"
+    config.write_text(yaml.safe_dump(tiny))
+    metrics = _run(config, coco_root, tmp_path / "c4", "--epochs", "1")
+    assert all(0.0 <= metrics[k] <= 100.0 for k in ("bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50"))
+    saved = torch.load(tmp_path / "c4" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert any(k.startswith("roi_heads.box_head.res5.") for k in saved["model"])

@@ -131,6 +131,61 @@ def test_resnet_none_is_bias_free_identity_norms():
 
 
 # --------------------------------------------------------------------------------------------------
+# ResNeXt (32x4d)
+# --------------------------------------------------------------------------------------------------
+def _n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_resnext_32x4d_parameters_and_keys_equal_torchvision_constructor():
+    with torch.device("meta"):  # shapes only
+        x50, tv_x50 = M.resnext50_32x4d(norm="bn"), torchvision.models.resnext50_32x4d()
+        x101 = M.resnext101_32x4d(norm="bn")
+        # torchvision has no resnext101_32x4d builder: its ResNet class with the 32x4d arguments
+        tv_x101 = torchvision.models.resnet.ResNet(
+            torchvision.models.resnet.Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=4
+        )
+        x50_gn = M.resnext50_32x4d(norm="gn", conv="ws")
+    assert _n_params(x50) == _n_params(tv_x50) == 25_028_904
+    assert _n_params(x101) == _n_params(tv_x101)
+    assert _n_params(x50_gn) == 25_028_904  # GN has BN's per-channel affine; WS adds no parameter
+    assert list(x50.state_dict()) == list(tv_x50.state_dict())
+    assert list(x101.state_dict()) == list(tv_x101.state_dict())
+    for model, depth_blocks in ((x50, 16), (x101, 33)):
+        grouped = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+        assert len(grouped) == depth_blocks and {m.groups for m in grouped} == {32}
+        # 32 groups of 4 channels in res2, doubling per stage: 128, 256, 512, 1024
+        assert [getattr(model, f"layer{i}")[0].conv2.in_channels for i in range(1, 5)] == [128, 256, 512, 1024]
+    assert M.resnext50_32x4d.__name__ == "resnext50_32x4d" and "32 groups" in M.resnext101_32x4d.__doc__
+
+
+@pytest.mark.slow
+def test_resnext50_32x4d_computes_torchvision_function():
+    reference = torchvision.models.resnext50_32x4d().eval()
+    model = M.resnext50_32x4d(norm="bn").eval()
+    model.load_state_dict(reference.state_dict())  # strict: torchvision's ResNeXt checkpoints load
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(model(x), reference(x))
+
+
+def test_resnext50_gn_ws_forward_backward():
+    model = M.resnext50_32x4d(norm="gn", conv="ws", num_classes=5)
+    assert _count(model, normcore.WSConv2d) == 53 == _count(model, normcore.GroupNorm)
+    out = _forward_backward(model, torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 5)
+    # WS standardizes each filter of a grouped conv over its own (C_in / groups) x 3 x 3 = 4 x 9 weights
+    conv = model.layer1[0].conv2
+    assert isinstance(conv, normcore.WSConv2d) and conv.groups == 32 and conv.weight.shape == (128, 4, 3, 3)
+    w_hat = conv.standardized_weight()
+    torch.testing.assert_close(w_hat.mean(dim=(1, 2, 3)), torch.zeros(128), rtol=0, atol=1e-6)
+    x = torch.randn(1, 128, 8, 8)
+    torch.testing.assert_close(conv(x), torch.nn.functional.conv2d(x, w_hat, padding=1, groups=32))
+    # zero-init: every block starts as the identity on a non-negative input without projection
+    h = torch.randn(1, 256, 8, 8).relu()
+    torch.testing.assert_close(model.layer1[1](h), h, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------------------------------
 # CIFAR-style ResNet
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("conv", CONVS)

@@ -8,6 +8,8 @@ Builders (module in brackets):
 * ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101`` [resnet]: ImageNet ResNets as torchvision builds
   them (He et al. 2016, Table 1), with the GN paper's init (§4.1: last gamma of each block 0); the GN and
   WS papers' ImageNet models.
+* ``resnext50_32x4d``, ``resnext101_32x4d`` [resnet]: ResNeXt 32x4d (Xie et al. 2017, Table 1) from the same
+  torchvision constructor; the WS paper's X-50/X-101.
 * ``small_resnet`` [resnet]: the CIFAR ResNet, 6n+2 layers (He et al. 2016, §4.2), for CPU-scale runs.
 * ``mnist_mlp`` [mlp]: the BN paper's MNIST network (§4.1, Figure 1): 3 x 100 sigmoid units.
 * ``mlp`` [mlp]: general MLP; the LN paper's permutation-invariant MNIST net (§6.6, 784-1000-1000-10).
@@ -39,6 +41,8 @@ from normcore.models.resnet import (
     resnet34,
     resnet50,
     resnet101,
+    resnext50_32x4d,
+    resnext101_32x4d,
     small_resnet,
 )
 from normcore.models.stylization import (
@@ -70,6 +74,8 @@ __all__ = [
     "resnet34",
     "resnet50",
     "resnet101",
+    "resnext50_32x4d",
+    "resnext101_32x4d",
     "sequential_mnist_classifier",
     "small_resnet",
     "texture_net_generator",

@@ -5,6 +5,10 @@ r"""ResNets with any normalization layer and conv choice.
   its 3x3 conv), with ``norm_layer=`` taken from the normcore registry; the GN paper's ImageNet models
   (GN §4.1) and the WS paper's ImageNet models. State-dict keys equal torchvision's for ``norm="bn"`` and any
   conv choice, so torchvision checkpoints load.
+* :func:`resnext50_32x4d`, :func:`resnext101_32x4d`: the ResNeXts of Xie et al. 2017 (§3.3, Table 1: the
+  3x3 conv of every bottleneck split into 32 groups of width 4 in the first stage) built by the same
+  torchvision constructor (``groups=32, width_per_group=4``); the WS paper's X-50 and X-101 ImageNet and COCO
+  models. torchvision ships ``resnext50_32x4d`` but not the 101-layer 32x4d (only 32x8d and 64x4d).
 * :func:`small_resnet`: the CIFAR ResNet of He et al. 2016 (§4.2): 6n+2 layers, three stages of n
   basic blocks with widths w/2w/4w, for CPU-scale experiments on 8x8 digits and 28x28 MNIST.
 
@@ -44,7 +48,17 @@ from normcore.models.common import (
 )
 from normcore.registry import NormSpec
 
-__all__ = ["SmallResNet", "residual_last_norms", "resnet18", "resnet34", "resnet50", "resnet101", "small_resnet"]
+__all__ = [
+    "SmallResNet",
+    "residual_last_norms",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnext50_32x4d",
+    "resnext101_32x4d",
+    "small_resnet",
+]
 
 
 def residual_last_norms(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -109,12 +123,16 @@ def _torchvision_resnet(
     norm_kwargs: Mapping[str, Any] | None,
     conv_kwargs: Mapping[str, Any] | None,
     in_channels: int,
+    groups: int = 1,
+    width_per_group: int = 64,
 ) -> tv_resnet.ResNet:
     model = tv_resnet.ResNet(
         block,  # type: ignore[arg-type]
         layers,
         num_classes=num_classes,
         zero_init_residual=False,
+        groups=groups,
+        width_per_group=width_per_group,
         norm_layer=_NormSlot,
     )
     _fill_norm_slots(model, make_norm_layer(norm, norm_kwargs))
@@ -125,8 +143,7 @@ def _torchvision_resnet(
     return _finish(model, conv, conv_kwargs, zero_init_residual, he_init=False)  # type: ignore[return-value]
 
 
-_RESNET_DOC = """ResNet-{depth} (He et al. 2016, Table 1) built by torchvision with ``norm_layer`` from the
-    normcore registry.
+_RESNET_DOC = """{title} built by torchvision with ``norm_layer`` from the normcore registry.
 
     Args:
         norm: a registered norm name (``"bn"``, ``"gn"``, ``"ln"``, ``"in"``, ``"bcn"``, ``"frozen_bn"``,
@@ -147,8 +164,19 @@ _RESNET_DOC = """ResNet-{depth} (He et al. 2016, Table 1) built by torchvision w
 
 
 def _resnet_builder(
-    depth: int, block: type[nn.Module], layers: list[int], n_convs: int
+    name: str,
+    title: str,
+    block: type[nn.Module],
+    layers: list[int],
+    n_convs: int,
+    *,
+    groups: int = 1,
+    width_per_group: int = 64,
 ) -> Callable[..., tv_resnet.ResNet]:
+    """The public builder ``name``: torchvision's ``ResNet(block, layers, groups=, width_per_group=)`` with
+    the normcore keyword API. ResNeXt (Xie et al. 2017, §3.3) is a ResNet whose bottleneck 3x3 conv has
+    ``groups`` groups of ``width_per_group`` channels each in the first stage (doubling per stage)."""
+
     def build(
         *,
         norm: NormSpec = "bn",
@@ -169,17 +197,44 @@ def _resnet_builder(
             norm_kwargs=norm_kwargs,
             conv_kwargs=conv_kwargs,
             in_channels=in_channels,
+            groups=groups,
+            width_per_group=width_per_group,
         )
 
-    build.__name__ = build.__qualname__ = f"resnet{depth}"
-    build.__doc__ = _RESNET_DOC.format(depth=depth, n_convs=n_convs)
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = _RESNET_DOC.format(title=title, n_convs=n_convs)
     return build
 
 
-resnet18 = _resnet_builder(18, tv_resnet.BasicBlock, [2, 2, 2, 2], n_convs=20)
-resnet34 = _resnet_builder(34, tv_resnet.BasicBlock, [3, 4, 6, 3], n_convs=36)
-resnet50 = _resnet_builder(50, tv_resnet.Bottleneck, [3, 4, 6, 3], n_convs=53)
-resnet101 = _resnet_builder(101, tv_resnet.Bottleneck, [3, 4, 23, 3], n_convs=104)
+resnet18 = _resnet_builder("resnet18", "ResNet-18 (He et al. 2016, Table 1)", tv_resnet.BasicBlock, [2, 2, 2, 2], 20)
+resnet34 = _resnet_builder("resnet34", "ResNet-34 (He et al. 2016, Table 1)", tv_resnet.BasicBlock, [3, 4, 6, 3], 36)
+resnet50 = _resnet_builder("resnet50", "ResNet-50 (He et al. 2016, Table 1)", tv_resnet.Bottleneck, [3, 4, 6, 3], 53)
+resnet101 = _resnet_builder(
+    "resnet101", "ResNet-101 (He et al. 2016, Table 1)", tv_resnet.Bottleneck, [3, 4, 23, 3], 104
+)
+_RESNEXT_TITLE = (
+    "ResNeXt-{depth} (32x4d) (Xie et al. 2017, §3.3 and Table 1; the WS paper's X-{depth}): ResNet-{depth}'s\n"
+    "    bottlenecks with inner width 32 x 4 = 128 in res2 (ResNet-{depth}: 64; doubling per stage) and the 3x3 conv\n"
+    "    split into 32 groups,"
+)
+resnext50_32x4d = _resnet_builder(
+    "resnext50_32x4d",
+    _RESNEXT_TITLE.format(depth=50),
+    tv_resnet.Bottleneck,
+    [3, 4, 6, 3],
+    53,
+    groups=32,
+    width_per_group=4,
+)
+resnext101_32x4d = _resnet_builder(
+    "resnext101_32x4d",
+    _RESNEXT_TITLE.format(depth=101),
+    tv_resnet.Bottleneck,
+    [3, 4, 23, 3],
+    104,
+    groups=32,
+    width_per_group=4,
+)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,11 +8,11 @@ What ``train_coco.py`` of the group_norm and weight_standardization reproduction
         --data /datasets/coco --set model.pretrained=/weights/R-50-GN.pth
     torchrun --nproc_per_node=8 -m reproductions.group_norm.train_coco --config ... --data ...
 
-The model (``model`` section):
+The model (``model`` section), ``backbone_type: fpn`` (the default; GN paper Tables 5-7, WS paper):
 
-* backbone: ``resnet50``/``resnet101`` (or ``resnet18``/``resnet34`` for tests) from
-  :mod:`normcore.models` with ``norm`` (``frozen_bn`` = the papers' BN*, ``gn``, ...) and ``conv``
-  (``ws``); ImageNet weights from ``pretrained`` (:mod:`reproductions.common.pretrained`);
+* backbone: ``resnet50``/``resnet101``, ``resnext50_32x4d``/``resnext101_32x4d`` (or ``resnet18``/``resnet34``
+  for tests) from :mod:`normcore.models` with ``norm`` (``frozen_bn`` = the papers' BN*, ``gn``, ...) and
+  ``conv`` (``ws``); ImageNet weights from ``pretrained`` (:mod:`reproductions.common.pretrained`);
   ``trainable_layers`` stages train (3 = Detectron's ``FREEZE_AT: 2``; 5 from scratch);
 * FPN (P2-P6, 256 channels) with ``fpn_norm`` after its lateral and output convs (Detectron's GN
   FPN); the RPN head has one 3x3 conv and no norm (Detectron's FPN RPN);
@@ -22,6 +22,13 @@ The model (``model`` section):
 * ``conv: ws`` puts WS on every conv that feeds a norm, in the backbone, the FPN and the heads (WS
   paper: "only convolutional layers that are followed by normalization layers").
 
+``backbone_type: c4`` (GN paper Table 4; Detectron's ``e2e_mask_rcnn_R-50-C4`` design, see
+:func:`c4_detector_parts`): the ResNet up to res4 (stride 16) is the backbone, the RPN (one 3x3 conv, 15
+anchors of sizes 32-512 and ratios 0.5/1/2) runs on it, RoIAlign 14x14 feeds ``box_head: res5`` (the
+ResNet's res5 stage per RoI, then average pooling), and the mask branch runs the same res5 weights on the
+positive RoIs, then a 2x2 deconv of 256 channels and a per-class 1x1 conv (14x14 masks). Backbone and res5
+head both carry ``norm`` (GN paper §4.2: both come from the pre-trained ResNet, with its normalization layers).
+
 Training and data follow Detectron (shorter side 800, longer at most 1333, horizontal flips, 2 images
 per GPU in its GN configs); schedules are in epochs of train2017 (the configs give Detectron's
 iteration counts converted, see their ``notes``). Each evaluation runs COCOeval on val2017 (box and
@@ -30,15 +37,18 @@ mask AP, AP50, AP75, APs/m/l).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
 
 import normcore
 from reproductions.common import checkpoint as ckpt
@@ -63,25 +73,41 @@ from reproductions.common.recipe import (
 )
 from reproductions.common.trainer import prepare_model
 
-__all__ = ["BOX_HEADS", "DETECTION_DEFAULTS", "build_detector", "detection_loss", "main"]
+__all__ = [
+    "BACKBONES",
+    "BACKBONE_TYPES",
+    "BOX_HEADS",
+    "DETECTION_DEFAULTS",
+    "ResNetConv5Head",
+    "build_detector",
+    "c4_detector_parts",
+    "detection_loss",
+    "fpn_detector_parts",
+    "main",
+]
 
-BOX_HEADS = ("2fc", "4conv1fc")
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+BACKBONE_TYPES = ("fpn", "c4")
+BOX_HEADS = {"fpn": ("2fc", "4conv1fc"), "c4": ("res5",)}
+"""The box heads each backbone type accepts."""
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "resnext101_32x4d")
+C4_ANCHOR_SIZES = (32, 64, 128, 256, 512)
+"""Detectron's ``RPN.SIZES`` of its C4 configs (one feature map at stride 16, 3 aspect ratios each)."""
 
 DETECTION_DEFAULTS: dict[str, Any] = {
     "model": {
         "backbone": "resnet50",
+        "backbone_type": "fpn",  # fpn | c4 (ResNet up to res4, res5 as the per-RoI head; GN paper Table 4)
         "norm": "frozen_bn",  # backbone norm: frozen_bn (BN*), gn, bn, sync_bn, ...
         "norm_kwargs": {},
         "conv": "conv",  # ws: WS on every conv that feeds a norm (backbone, FPN, heads)
         "conv_kwargs": {},
-        "fpn_norm": None,  # null = no norm in the FPN (Detectron's BN* models)
+        "fpn_norm": None,  # null = no norm in the FPN (Detectron's BN* models); FPN only
         "masks": True,  # false = Faster R-CNN (no mask branch; evaluate bbox only)
-        "box_head": "2fc",  # 2fc | 4conv1fc
-        "box_head_norm": None,
-        "mask_head_norm": None,
+        "box_head": "2fc",  # 2fc | 4conv1fc (FPN); res5 (C4)
+        "box_head_norm": None,  # FPN only (the C4 res5 head carries the backbone's norm)
+        "mask_head_norm": None,  # FPN only
         "head_norm_kwargs": {},  # for fpn_norm, box_head_norm and mask_head_norm
-        "fpn_channels": 256,
+        "fpn_channels": 256,  # FPN only, like the next three
         "head_channels": 256,  # convs of the 4conv1fc box head and of the mask head
         "box_head_fc": 1024,
         "mask_head_convs": 4,
@@ -120,27 +146,71 @@ def _stage_channels(stage: nn.Module) -> int:
     return convs[-1].out_channels
 
 
-def build_detector(
-    model_cfg: Mapping[str, Any],
-    num_classes: int,
-    *,
-    min_size: int = 800,
-    max_size: int = 1333,
-    sync_bn: bool = False,
-    virtual_devices: int = 1,
-    trusted: bool = False,
-    log: Any = print0,
-) -> FasterRCNN:
-    """Mask R-CNN (or, with ``masks: false``, Faster R-CNN) with a ResNet-FPN for ``num_classes``
-    object classes (plus background), as the ``model`` section describes (see the module docstring).
-    ``log`` receives the pretrained-weights report."""
-    m = dict(model_cfg)
-    if m["backbone"] not in BACKBONES:
-        raise ValueError(f"model.backbone={m['backbone']!r}; choose one of {', '.join(BACKBONES)}")
-    if m["box_head"] not in BOX_HEADS:
-        raise ValueError(f"model.box_head={m['box_head']!r}; choose one of {', '.join(BOX_HEADS)}")
-    resnet = backbone_from_config(m, sync_bn=sync_bn, virtual_devices=virtual_devices, trusted=trusted, log=log)
-    freeze_resnet_stages(resnet, int(m["trainable_layers"]))
+class ResNetConv5Head(nn.Module):
+    """Detectron's "ResNet conv5 head" (``add_ResNet_roi_conv5_head``) of the C4 design: the ResNet's res5
+    stage applied to each RoI's 14x14 features (its first block has stride 2: 7x7 out), then 7x7 average
+    pooling to one ``out_channels``-d vector per RoI (2048 for ResNet-50)."""
+
+    def __init__(self, res5: nn.Module) -> None:
+        super().__init__()
+        self.res5 = res5
+        self.out_channels = _stage_channels(res5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res5(x).mean(dim=(2, 3))
+
+
+def c4_detector_parts(resnet: nn.Module, m: Mapping[str, Any], num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The C4 Mask R-CNN of Detectron (``configs/12_2017_baselines/e2e_mask_rcnn_R-50-C4_*.yaml``), the GN
+    paper's Table 4 model, from ``resnet`` (already built with its norm, conv and weights): returns the
+    backbone and torchvision ``MaskRCNN`` keyword arguments.
+
+    * backbone: stem + res2-res4 (``conv1`` ... ``layer3``), stride 16, 1024 channels for ResNet-50; the
+      RPN on it: torchvision's ``RPNHead`` (a 3x3 conv keeping the width, ReLU, 1x1 objectness and box
+      convs), 15 anchors per position (sizes 32-512 x ratios 0.5, 1, 2: Detectron's ``RPN.SIZES``);
+    * box branch: RoIAlign 14x14 (sampling ratio 0 = adaptive, Detectron's default) on the stride-16
+      map, :class:`ResNetConv5Head` (res5, stride 2, then average pooling) and a linear classifier and box
+      regressor;
+    * mask branch (Detectron's ``mask_rcnn_fcn_head_v0upshare``): the **same** res5 module (shared weights)
+      on the positive RoIs' 14x14 features, then ``MaskRCNNPredictor``: a 2x2 stride-2 deconv of 256
+      channels, ReLU and a per-class 1x1 conv: 14x14 mask logits (Detectron's ``MRCNN.RESOLUTION: 14``).
+
+    Detectron slices the positive RoIs out of the box head's res5 output during training; here res5 runs
+    again on them. With a per-sample norm (GN, LN, IN) or a frozen one (BN*) every RoI's features do not
+    depend on the others, so this computes the same values and gradients (at twice the res5 cost for the
+    positives); with a training-mode BN (``norm: bn``) the mask branch's batch statistics would come from
+    the positives only. At test time Detectron runs res5 again on the detected boxes, as here.
+    Differences: torchvision's v1.5 bottleneck (stride of the first res5 block on its 3x3 conv; Detectron's
+    MSRA ResNet strides the 1x1), anchors that cross the image border are kept (Detectron drops them for
+    the RPN loss: ``RPN_STRADDLE_THRESH 0``), the predictors keep torchvision's init.
+    """
+    for key in ("fpn_norm", "box_head_norm", "mask_head_norm"):
+        if m.get(key) not in (None, "none"):
+            raise ValueError(
+                f"model.{key}={m[key]!r} applies to backbone_type: fpn; the C4 model has no FPN or conv heads "
+                f"(its res5 head carries model.norm): set model.{key}: null"
+            )
+    stem_to_res4 = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
+    backbone = nn.Sequential(OrderedDict((name, getattr(resnet, name)) for name in stem_to_res4))
+    backbone.out_channels = _stage_channels(resnet.layer3)  # torchvision's MaskRCNN reads it
+    box_head = ResNetConv5Head(resnet.layer4)
+    parts: dict[str, Any] = {
+        "rpn_anchor_generator": AnchorGenerator((C4_ANCHOR_SIZES,), ((0.5, 1.0, 2.0),)),
+        "box_roi_pool": MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=0),
+        "box_head": box_head,
+        "box_predictor": FastRCNNPredictor(box_head.out_channels, num_classes + 1),
+    }
+    if m.get("masks", True):
+        parts["mask_roi_pool"] = MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=0)
+        parts["mask_head"] = box_head.res5
+        parts["mask_predictor"] = MaskRCNNPredictor(box_head.out_channels, 256, num_classes + 1)
+    return backbone, parts
+
+
+def fpn_detector_parts(resnet: nn.Module, m: Mapping[str, Any], num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The ResNet-FPN Mask R-CNN of the module docstring from ``resnet``: returns the ``BackboneWithFPN`` and
+    torchvision ``MaskRCNN`` keyword arguments (heads and predictors), with ``conv: ws`` applied to the
+    FPN and the heads (the backbone already has it)."""
     stages = ("layer1", "layer2", "layer3", "layer4")
     head_kw = m.get("head_norm_kwargs") or {}
     fpn_channels, head_channels = int(m["fpn_channels"]), int(m["head_channels"])
@@ -160,10 +230,8 @@ def build_detector(
         box_head = FastRCNNConvFCHead(
             (fpn_channels, 7, 7), [head_channels] * 4, [fc], norm_layer=_norm_or_none(m.get("box_head_norm"), head_kw)
         )
-    parts = [backbone.fpn, box_head]
-    kwargs = dict(m.get("kwargs") or {})
-    common = {"num_classes": None, "min_size": min_size, "max_size": max_size, "box_head": box_head}
-    common["box_predictor"] = FastRCNNPredictor(fc, num_classes + 1)
+    parts: dict[str, Any] = {"box_head": box_head, "box_predictor": FastRCNNPredictor(fc, num_classes + 1)}
+    normed = [backbone.fpn, box_head]
     if m.get("masks", True):
         mask_head = MaskRCNNHeads(
             fpn_channels,
@@ -171,14 +239,47 @@ def build_detector(
             1,
             norm_layer=_norm_or_none(m.get("mask_head_norm"), head_kw),
         )
-        parts.append(mask_head)
-        common["mask_head"] = mask_head
-        common["mask_predictor"] = MaskRCNNPredictor(head_channels, 256, num_classes + 1)
+        normed.append(mask_head)
+        parts["mask_head"] = mask_head
+        parts["mask_predictor"] = MaskRCNNPredictor(head_channels, 256, num_classes + 1)
     conv = m.get("conv") or "conv"
     if conv != "conv" or m.get("conv_kwargs"):
-        for part in parts:
+        for part in normed:
             normcore.convert_convs(part, conv, **dict(m.get("conv_kwargs") or {}))
-    return (MaskRCNN if m.get("masks", True) else FasterRCNN)(backbone, **common, **kwargs)
+    return backbone, parts
+
+
+def build_detector(
+    model_cfg: Mapping[str, Any],
+    num_classes: int,
+    *,
+    min_size: int = 800,
+    max_size: int = 1333,
+    sync_bn: bool = False,
+    virtual_devices: int = 1,
+    trusted: bool = False,
+    log: Any = print0,
+) -> FasterRCNN:
+    """Mask R-CNN (or, with ``masks: false``, Faster R-CNN) with a ResNet-FPN or a ResNet-C4 backbone for
+    ``num_classes`` object classes (plus background), as the ``model`` section describes (see the module
+    docstring). ``log`` receives the pretrained-weights report."""
+    m = dict(model_cfg)
+    if m["backbone"] not in BACKBONES:
+        raise ValueError(f"model.backbone={m['backbone']!r}; choose one of {', '.join(BACKBONES)}")
+    kind = m.get("backbone_type", "fpn")
+    if kind not in BACKBONE_TYPES:
+        raise ValueError(f"model.backbone_type={kind!r}; choose one of {', '.join(BACKBONE_TYPES)}")
+    if m["box_head"] not in BOX_HEADS[kind]:
+        raise ValueError(
+            f"model.box_head={m['box_head']!r} does not fit backbone_type: {kind}; choose one of "
+            + "; ".join(f"{', '.join(heads)} (backbone_type: {k})" for k, heads in BOX_HEADS.items())
+        )
+    resnet = backbone_from_config(m, sync_bn=sync_bn, virtual_devices=virtual_devices, trusted=trusted, log=log)
+    freeze_resnet_stages(resnet, int(m["trainable_layers"]))
+    backbone, parts = (c4_detector_parts if kind == "c4" else fpn_detector_parts)(resnet, m, num_classes)
+    kwargs = dict(m.get("kwargs") or {})
+    detector = MaskRCNN if m.get("masks", True) else FasterRCNN
+    return detector(backbone, num_classes=None, min_size=min_size, max_size=max_size, **parts, **kwargs)
 
 
 def detection_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

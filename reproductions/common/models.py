@@ -4,7 +4,8 @@ engine's BN options applied.
 ``model_cfg`` is the ``model`` section of a config::
 
     model:
-      arch: resnet50          # resnet18/34/50/101, bn_inception, nin, small_resnet
+      arch: resnet50          # resnet18/34/50/101, resnext50_32x4d, resnext101_32x4d, bn_inception, nin,
+                              # small_resnet
       norm: gn                # any normcore.build_norm name (bn, sync_bn, frozen_bn, ln, in, gn, bcn, none)
       norm_kwargs: {num_groups: 32}
       conv: conv              # or ws
@@ -32,7 +33,17 @@ import normcore.models
 
 __all__ = ["ACTIVATIONS", "ARCHITECTURES", "build_model", "norm_name", "replace_activations"]
 
-ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "bn_inception", "nin", "small_resnet")
+ARCHITECTURES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnext50_32x4d",
+    "resnext101_32x4d",
+    "bn_inception",
+    "nin",
+    "small_resnet",
+)
 _VIRTUAL_OK = ("bn", "bcn")
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
@@ -104,7 +115,7 @@ def build_model(
     kwargs.update(norm=norm, norm_kwargs=norm_kwargs or None, num_classes=int(cfg.get("num_classes", 1000)))
     if cfg.get("conv") not in (None, "conv") or cfg.get("conv_kwargs"):
         kwargs.update(conv=cfg.get("conv") or "conv", conv_kwargs=cfg.get("conv_kwargs") or None)
-    if "zero_init_residual" in cfg and arch.startswith(("resnet", "small_resnet")):
+    if "zero_init_residual" in cfg and arch.startswith(("resnet", "resnext", "small_resnet")):
         kwargs["zero_init_residual"] = bool(cfg["zero_init_residual"])
     try:
         model = factory(**kwargs)

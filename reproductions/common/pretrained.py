@@ -97,7 +97,7 @@ def load_backbone_weights(
     trusted: bool = False,
     ignore_prefixes: tuple[str, ...] = ("fc.",),
 ) -> LoadReport:
-    """Load ``path`` into ``model`` (a torchvision-layout ResNet), skipping ``ignore_prefixes`` and
+    """Load ``path`` into ``model`` (a torchvision-layout ResNet or ResNeXt), skipping ``ignore_prefixes`` and
     tensors whose shape differs. Raises if no tensor matches (the wrong file or architecture);
     otherwise returns a :class:`LoadReport` naming every missing or unexpected tensor by layer (e.g. a
     BN checkpoint in a GN model: ``running_mean``/``running_var`` unexpected)."""
@@ -118,7 +118,7 @@ def load_backbone_weights(
     if not usable:
         raise ValueError(
             f"{path}: none of its {len(state)} tensors matches the model (first keys: {list(state)[:3]}; the model "
-            f"has {list(own)[:3]}). Is it a ResNet of the same depth in torchvision's layout?"
+            f"has {list(own)[:3]}). Is it a ResNet (or ResNeXt) of the same depth and width in torchvision's layout?"
         )
     model.load_state_dict(usable, strict=False)
     report.loaded = len(usable)
@@ -147,7 +147,8 @@ def backbone_from_config(
     trusted: bool = False,
     log: Any = print,
 ) -> nn.Module:
-    """The ResNet a dense task's ``model`` section asks for (``backbone``, ``norm``, ``norm_kwargs``,
+    """The ResNet or ResNeXt a dense task's ``model`` section asks for (``backbone``: any
+    :data:`reproductions.common.models.ARCHITECTURES` ResNet name; ``norm``, ``norm_kwargs``,
     ``conv``, ``conv_kwargs``, ``zero_init_residual``), built by
     :func:`reproductions.common.models.build_model` (so ``sync_bn`` and virtual devices apply as in
     classification), with the ``pretrained`` weights loaded; ``log`` receives the load report."""
