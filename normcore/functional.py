@@ -98,6 +98,35 @@ def moments(
     return mean, var
 
 
+SHIFT_RATIO = 1e3
+r"""Above this :math:`|\mu| / \sigma` of a normalized set, float32 statistics lose more than ~1e-4 of the
+output (values near :math:`\mu` are held only to :math:`\mu \cdot 6 \cdot 10^{-8}`), and normcore
+recomputes them on the input minus a constant the normalization ignores (the "shifted data"
+variance algorithm: :func:`_group_shift`, :func:`_batch_norm_shifted`)."""
+
+
+def _first_position(x: torch.Tensor) -> torch.Tensor:
+    """``x`` at its first spatial position, ``(N, C)``, without gradient."""
+    return x[(slice(None), slice(None)) + (0,) * (x.dim() - 2)].detach()
+
+
+def _checks_statistics(x: torch.Tensor) -> bool:
+    """Whether normcore checks a native kernel's statistics for a large mean (CPU, eager, not
+    autocast, non-empty): on CUDA the check would synchronize, under ``torch.compile`` it would
+    break the graph."""
+    return (
+        x.device.type == "cpu"
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and x.numel() > 0
+    )
+
+
+def _large_mean(mean: torch.Tensor, rstd: torch.Tensor) -> bool:
+    r"""Whether some normalized set has :math:`|\mu| / \sigma >` :data:`SHIFT_RATIO`."""
+    return bool((mean.abs() * rstd).max() > SHIFT_RATIO)
+
+
 # --------------------------------------------------------------------------------------------------
 # Batch Normalization (Ioffe & Szegedy 2015, Algorithm 1 and §3.1)
 # --------------------------------------------------------------------------------------------------
@@ -133,6 +162,30 @@ def _batch_norm_corrected(
     return out.to(x.dtype)
 
 
+def _batch_norm_shifted(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    momentum: float,
+    eps: float,
+) -> torch.Tensor:
+    """Training-mode BN of ``x - shift`` with ``shift`` = sample 0 at the first position, per channel
+    (constant, no gradient): the output and gradient are those of ``x`` (BN is invariant to a per-channel
+    constant), the running mean gets the shift back (the variance does not change)."""
+    shift = _first_position(x)[0]
+    view = (1, -1) + (1,) * (x.dim() - 2)
+    # the kernel updates a copy of the running mean: autograd saves the tensor it is given, which the
+    # shift correction below must not modify in place
+    shifted_mean = None if running_mean is None else running_mean.clone()
+    out = F.batch_norm(x - shift.view(view), shifted_mean, running_var, weight, bias, True, momentum, eps)
+    if running_mean is not None and shifted_mean is not None:
+        with torch.no_grad():
+            running_mean.copy_(shifted_mean + momentum * shift.to(running_mean.dtype))
+    return out
+
+
 def batch_norm(
     x: torch.Tensor,
     running_mean: torch.Tensor | None,
@@ -155,7 +208,12 @@ def batch_norm(
     positions of each channel. In training the running estimates are updated with the **unbiased**
     batch variance (BN §3.1: :math:`Var[x] = \frac{m}{m-1} E_B[\sigma_B^2]`) as an exponential moving
     average, ``running = (1 - momentum) * running + momentum * batch``: exactly
-    ``torch.nn.BatchNorm2d`` (native ``F.batch_norm``).
+    ``torch.nn.BatchNorm2d`` (native ``F.batch_norm``), with the numerical guards of
+    :func:`group_norm` on CPU (measured with torch 2.14, float32, mean 1e4 and std 1): the contiguous
+    kernel's statistics are checked and a batch with :math:`|\mu| / \sigma >` :data:`SHIFT_RATIO` is
+    renormalized from ``x - shift`` (BN is invariant to a per-channel constant; output mean off by
+    8.6e-4 without it, 1e-7 with it); channels-last input, whose kernel accumulates the per-channel sums
+    naively (off by 1.3e-2), is always shifted first.
 
     ``correction`` is the variance used to normalize in training: 0 (default) the biased
     :math:`\sigma_B^2` of BN Algorithm 1 (native kernel); 1 the unbiased
@@ -174,7 +232,14 @@ def batch_norm(
     def one(s: torch.Tensor, rm: torch.Tensor | None, rv: torch.Tensor | None) -> torch.Tensor:
         if training and correction != 0:
             return _batch_norm_corrected(s, rm, rv, weight, bias, momentum, eps, correction)
-        return F.batch_norm(s, rm, rv, weight, bias, training, momentum, eps)
+        if not (training and _checks_statistics(s) and s.numel() > s.shape[1]):
+            return F.batch_norm(s, rm, rv, weight, bias, training, momentum, eps)
+        if _channels_last_format(s) is not None:
+            return _batch_norm_shifted(s, rm, rv, weight, bias, momentum, eps)
+        out, mean, invstd = torch.native_batch_norm(s, weight, bias, rm, rv, True, momentum, eps)
+        if _large_mean(mean, invstd):  # the running estimates from the native kernel are kept
+            out = _batch_norm_shifted(s, None, None, weight, bias, momentum, eps)
+        return out
 
     if not training or virtual_devices == 1:
         return one(x, running_mean, running_var)
@@ -198,6 +263,19 @@ def batch_norm(
 # --------------------------------------------------------------------------------------------------
 # Layer / Instance / Group Normalization
 # --------------------------------------------------------------------------------------------------
+def _group_shift(x: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """A per-(sample, group) constant close to each group's mean: the mean over the group's channels at
+    the first spatial position, broadcastable against ``x`` and without gradient.
+
+    Group normalization is invariant to adding a constant to a whole group, so
+    ``group_norm(x - shift) == group_norm(x)`` exactly and the gradient is unchanged (the shift is
+    constant), while the statistics of ``x - shift`` are of values within a few standard deviations
+    of 0: float32 sums and E[x^2] - E[x]^2 both stay accurate (the "shifted data" variance algorithm)."""
+    n, c = x.shape[:2]
+    groups = _first_position(x).reshape(n, num_groups, c // num_groups).mean(dim=2)
+    return groups.repeat_interleave(c // num_groups, dim=1).reshape((n, c) + (1,) * (x.dim() - 2))
+
+
 def group_norm(
     x: torch.Tensor,
     num_groups: int,
@@ -210,17 +288,31 @@ def group_norm(
 
     .. math:: y = \gamma_c \frac{x - \mu_{n,g}}{\sqrt{\sigma_{n,g}^2 + \epsilon}} + \beta_c
 
-    biased variance, per-channel affine (Eq. 4). Native ``F.group_norm``.
+    biased variance, per-channel affine (Eq. 4). Native group-norm kernel, with two numerical guards
+    that keep the output exact for inputs whose mean is large against their spread (measured with
+    torch 2.14, float32, mean 1e4 and std 1):
 
-    Channels-last input is normalized in the contiguous layout and returned channels-last: on CPU the
-    native channels-last kernel computes the variance as :math:`E[x^2] - E[x]^2` (for mean 1e4, std 1
-    in float32 its output is off by ~1e3; measured with torch 2.14), and on CUDA the kernel makes the
-    input contiguous itself and returns NCHW (pytorch/pytorch#111824).
+    * the contiguous kernel's float32 accumulation is off by up to 2.4e-3 there; the kernel returns
+      each group's mean and 1/std, and when any :math:`|\mu| / \sigma` exceeds :data:`SHIFT_RATIO` the
+      group is renormalized from ``x - shift`` (:func:`_group_shift`), which group normalization does
+      not change; ordinary inputs pay nothing (CPU eager only, see :func:`_checks_statistics`);
+    * the CPU channels-last kernel computes the variance as :math:`E[x^2] - E[x]^2` (off by ~1e3 there),
+      so channels-last CPU input is always shifted first (one elementwise pass, output channels-last);
+      on CUDA the channels-last kernel returns NCHW (pytorch/pytorch#111824), so the output is converted
+      back to channels-last.
     """
+    w, b = _affine_in(x, weight), _affine_in(x, bias)
     fmt = _channels_last_format(x)
+    if fmt is not None and x.device.type == "cpu":
+        return _as_input_dtype(F.group_norm(x - _group_shift(x, num_groups), num_groups, w, b, eps), x)
     if fmt is not None:
         return group_norm(x.contiguous(), num_groups, weight, bias, eps).contiguous(memory_format=fmt)
-    out = F.group_norm(x, num_groups, _affine_in(x, weight), _affine_in(x, bias), eps)
+    if not _checks_statistics(x):
+        return _as_input_dtype(F.group_norm(x, num_groups, w, b, eps), x)
+    n, c = x.shape[:2]
+    out, mean, rstd = torch.native_group_norm(x, w, b, n, c, math.prod(x.shape[2:]), num_groups, eps)
+    if _large_mean(mean, rstd):
+        out = F.group_norm(x - _group_shift(x, num_groups), num_groups, w, b, eps)
     return _as_input_dtype(out, x)
 
 
@@ -269,13 +361,23 @@ def instance_norm(
 
     with mean and biased variance over the spatial positions of one image and one channel, then a
     per-channel affine. Without running statistics this is ``F.group_norm(x, C, ...)`` (native, keeps
-    channels_last); with them, ``F.instance_norm``.
+    channels_last); with them, ``F.instance_norm``, on CPU of ``x`` minus its first position per
+    instance (IN ignores the constant; the running mean gets it back), which keeps inputs with a
+    large mean exact as in :func:`batch_norm`.
     """
     if (running_mean is None and use_input_stats) or x.numel() == 0:
         # (torch.instance_norm with running statistics raises IndexError on an empty batch; there is
         # nothing to normalize or to count, and the group-norm kernel returns the empty output.)
         return group_norm(x, x.shape[1], weight, bias, eps)
-    out = F.instance_norm(x, running_mean, running_var, _fp32(weight), _fp32(bias), use_input_stats, momentum, eps)
+    shift = None
+    if use_input_stats and _checks_statistics(x):  # the kernel behind it is contiguous BN's: see batch_norm
+        shift = _first_position(x)
+        x = x - shift.view(shift.shape + (1,) * (x.dim() - 2))
+    shifted_mean = running_mean if shift is None or running_mean is None else running_mean.clone()  # see BN's
+    out = F.instance_norm(x, shifted_mean, running_var, _fp32(weight), _fp32(bias), use_input_stats, momentum, eps)
+    if shift is not None and running_mean is not None and shifted_mean is not None:
+        with torch.no_grad():  # each instance's mean moved by its shift; the variances did not
+            running_mean.copy_(shifted_mean + momentum * shift.mean(dim=0).to(running_mean.dtype))
     fmt = _channels_last_format(x)
     return out if fmt is None else out.contiguous(memory_format=fmt)
 
