@@ -124,7 +124,8 @@ def _checks_statistics(x: torch.Tensor) -> bool:
 
 def _large_mean(mean: torch.Tensor, rstd: torch.Tensor) -> bool:
     r"""Whether some normalized set has :math:`|\mu| / \sigma >` :data:`SHIFT_RATIO`."""
-    return bool((mean.abs() * rstd).max() > SHIFT_RATIO)
+    ratio = mean.detach() * rstd.detach()  # (no autograd graph for the check)
+    return torch.linalg.vector_norm(ratio, math.inf).item() > SHIFT_RATIO
 
 
 # --------------------------------------------------------------------------------------------------
