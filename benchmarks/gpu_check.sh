@@ -5,7 +5,8 @@
 #
 # 1. tests/test_normcore_cuda.py: every layer on CUDA against the CPU computation (contiguous and
 #    channels_last), low precision and autocast, mean-1e4 inputs, the WS eval cache;
-# 2. benchmarks/layers.py --device cuda: each layer's speed as a ratio to its native equivalent;
+# 2. benchmarks/layers.py --device cuda: each layer's speed as a ratio to its native equivalent, at N = 64
+#    (kernel time) and at N = 8 (launch overhead dominates);
 # 3. the engine on the GPU: torchrun with one NCCL process (DDP on one GPU), --amp bf16, --channels-last,
 #    a small GN+WS ResNet on generated ImageNet-layout data, then --resume auto of the finished run
 #    (nothing left to train: it must report the saved epoch and exit cleanly) and --eval-only.
@@ -26,7 +27,8 @@ EOF
 
 "$PY" -m pytest -q -p no:randomly -p no:cacheprovider -o addopts="" tests/test_normcore_cuda.py 2>&1 | tee "$OUT/cuda_tests.txt"
 
-"$PY" benchmarks/layers.py --device cuda --markdown > "$OUT/layers_cuda.md"
+"$PY" benchmarks/layers.py --device cuda --markdown > "$OUT/layers_cuda_n8.md"
+"$PY" benchmarks/layers.py --device cuda --batch 64 --markdown > "$OUT/layers_cuda.md"
 tail -n +1 "$OUT/layers_cuda.md" | head -3
 
 work=$(mktemp -d)

@@ -1,7 +1,7 @@
 """Speed of every normcore layer as a ratio to its native PyTorch equivalent, measured in the same run.
 
-For ResNet-50 activation shapes (N = 8; C = 64 and 256 at 56x56, C = 256 and 1024 at 14x14; the 3x3
-convs at 64@56x56 and 256@14x14, the widths ResNet-50's 3x3 convs have there), contiguous and
+For ResNet-50 activation shapes (N = 8 by default, ``--batch``; C = 64 and 256 at 56x56, C = 256
+and 1024 at 14x14; the 3x3 convs at 64@56x56 and 256@14x14, the widths ResNet-50's 3x3 convs have there), contiguous and
 channels_last, it times each normcore layer and its native counterpart, forward and forward+backward
 in training mode (and forward under ``no_grad`` in eval mode for the WS conv's cached weight):
 
@@ -31,7 +31,7 @@ Usage::
 
     python benchmarks/layers.py                      # CPU, float32, all cells (a few minutes)
     python benchmarks/layers.py --quick              # fewer shapes and repeats (~1 minute)
-    python benchmarks/layers.py --device cuda --markdown > table.md
+    python benchmarks/layers.py --device cuda --batch 64 --markdown > table.md
     python benchmarks/layers.py --only GroupNorm,WSConv2d --layout channels_last
     python benchmarks/layers.py --threads 1 --clock thread   # on a CPU shared with other jobs
 
@@ -265,7 +265,15 @@ def cells(
 
 
 def measure_cell(
-    pair: Pair, shape: tuple[int, int], layout: str, pass_: str, device: torch.device, dtype: torch.dtype, repeats: int
+    pair: Pair,
+    shape: tuple[int, int],
+    layout: str,
+    pass_: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    repeats: int,
+    batch: int = BATCH,
+    compile_: bool = False,
 ) -> Row:
     c, size = shape
     torch.manual_seed(0)
@@ -274,12 +282,14 @@ def measure_cell(
     eval_mode = pair.eval_mode or pass_ == "eval"
     for m in (ours, native):
         m.to(device=device, dtype=dtype, memory_format=fmt).train(not eval_mode)
-    x = (torch.randn(BATCH, c, size, size, device=device, dtype=dtype) * 2 + 1).contiguous(memory_format=fmt)
+    x = (torch.randn(batch, c, size, size, device=device, dtype=dtype) * 2 + 1).contiguous(memory_format=fmt)
     x.requires_grad_(pass_ != "eval")
+    if compile_:  # both sides alike; the warm-up in compare() triggers the compilation
+        ours, native = torch.compile(ours), torch.compile(native)
     t_ours, t_native, ratio = compare(_step(ours, x, pass_), _step(native, x, pass_), device, repeats)
     target = pair.targets[pass_]
     return Row(
-        pair.layer, pair.reference, (BATCH, c, size, size), layout, pass_, t_ours * 1e3, t_native * 1e3, ratio, target,
+        pair.layer, pair.reference, (batch, c, size, size), layout, pass_, t_ours * 1e3, t_native * 1e3, ratio, target,
         pair.strictly_faster,
     )  # fmt: skip
 
@@ -293,6 +303,8 @@ def run(
     layouts: Sequence[str] = LAYOUTS,
     progress: bool = True,
     clock: str = "wall",
+    batch: int = BATCH,
+    compile_: bool = False,
 ) -> list[Row]:
     """Measure every cell and return the rows (see the module docstring for the method)."""
     global _clock
@@ -306,7 +318,7 @@ def run(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for pair, shape, layout, pass_ in tqdm(todo, desc="cells", disable=not progress, file=sys.stderr):
-            rows.append(measure_cell(pair, shape, layout, pass_, dev, dtype, repeats))
+            rows.append(measure_cell(pair, shape, layout, pass_, dev, dtype, repeats, batch, compile_))
     return rows
 
 
@@ -352,12 +364,24 @@ def format_table(rows: Sequence[Row]) -> str:
 
 
 NOTES = {
-    "channels_last GN/LN/IN/BCN": "normcore normalizes channels_last input in the contiguous layout and converts "
-    "back: PyTorch's CPU channels_last group-norm kernel computes the variance as E[x^2] - E[x]^2 (output off by "
-    "~1e3 for mean 1e4, std 1 in float32), and its CUDA kernel returns NCHW (pytorch/pytorch#111824). The two "
-    "layout conversions are the cost.",
-    "WSConv2d training": "the official WS formula takes the per-filter std with torch's Welford std kernel, kept "
-    "for bit-exactness with the released code; on CPU it dominates the overhead for large weights (256x256x3x3).",
+    "BN/GN/LN/IN on CPU": "normcore checks each call's statistics for a mean large against the spread "
+    "(|mean|/std > 1e3, normcore.functional.SHIFT_RATIO) and then renormalizes from x minus a constant (the native "
+    "kernels are off by up to 2.4e-3 contiguous and 1.3e-2 channels-last for mean 1e4, std 1 in float32); the check "
+    "is one small reduction and a host read per call, a fixed cost of tens of microseconds that shows at the "
+    "smallest shapes. CUDA: no check (it would synchronize).",
+    "channels_last on CPU": "the native CPU channels-last kernels accumulate naively (GN/LN/IN: variance as "
+    "E[x^2] - E[x]^2, output off by ~1e3 at mean 1e4), so normcore always shifts channels-last input first: one "
+    "extra elementwise pass, the cost in these rows.",
+    "channels_last GN/LN/IN/BCN on CUDA": "the native CUDA group-norm kernel returns NCHW for channels_last input "
+    "(pytorch/pytorch#111824); normcore normalizes in the contiguous layout and returns channels_last, so its time "
+    "includes the two layout conversions that the native reference skips (its NCHW output would cost the next "
+    "conv one instead).",
+    "small shapes on CUDA": "at N = 8, and at 14x14 with N = 64, one layer's kernels run for tens of microseconds, "
+    "about the time it takes to launch them from Python: there the ratio measures Python and launch overhead "
+    "(normcore's input checks; the several small kernels of WS and BCN), not kernel time.",
+    "WSConv2d training": "the official WS formula, op for op (per-filter mean and Welford std, kept for bit-exactness "
+    "with the released code), then a hand-derived backward: on CPU the std kernel dominates for large weights "
+    "(256x256x3x3); on CUDA each of its ~15 small kernels costs a launch.",
     "WSConv2d eval": "under no_grad in eval mode the standardized weight is cached, so the conv is nn.Conv2d's; "
     "any ratio away from 1 there is timing noise.",
 }
@@ -395,6 +419,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="CPU timer: wall (default), process CPU time, or this thread's CPU time (needs --threads 1); "
         "on a machine shared with other jobs use --threads 1 --clock thread",
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH,
+        help=f"N of every shape (default {BATCH}); on a GPU use 64 or more: at N = 8 a layer's few "
+        "kernels take less time than launching them from Python, and the ratio measures that overhead",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile both layers of every cell (slow: use --only)"
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table with the machine")
     args = parser.parse_args(argv)
     if args.threads:
@@ -404,8 +438,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtype = getattr(torch, args.dtype)
     layouts = LAYOUTS if args.layout == "both" else (args.layout,)
     only = [o.strip() for o in args.only.split(",") if o.strip()]
-    rows = run(args.device, dtype, args.quick, args.repeats, only, layouts, clock=args.clock)
-    description = machine(args.device, dtype)
+    rows = run(
+        args.device, dtype, args.quick, args.repeats, only, layouts, clock=args.clock, batch=args.batch,
+        compile_=args.compile,
+    )  # fmt: skip
+    description = machine(args.device, dtype) + ("; torch.compile" if args.compile else "")
     if not args.device.startswith("cuda"):
         description += f"; {args.clock} clock"
     print(format_markdown(rows, description) if args.markdown else f"{description}\n{format_table(rows)}")

@@ -122,10 +122,10 @@ def _checks_statistics(x: torch.Tensor) -> bool:
     )
 
 
-def _large_mean(mean: torch.Tensor, rstd: torch.Tensor) -> bool:
-    r"""Whether some normalized set has :math:`|\mu| / \sigma >` :data:`SHIFT_RATIO`."""
+def _large_mean(mean: torch.Tensor, rstd: torch.Tensor, threshold: float = SHIFT_RATIO) -> bool:
+    r"""Whether some normalized set has :math:`|\mu| / \sigma >` ``threshold``."""
     ratio = mean.detach() * rstd.detach()  # (no autograd graph for the check)
-    return torch.linalg.vector_norm(ratio, math.inf).item() > SHIFT_RATIO
+    return torch.linalg.vector_norm(ratio, math.inf).item() > threshold
 
 
 # --------------------------------------------------------------------------------------------------
@@ -187,6 +187,37 @@ def _batch_norm_shifted(
     return out
 
 
+def _batch_norm_checked(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    momentum: float,
+    eps: float,
+) -> torch.Tensor:
+    """Training-mode native BN whose statistics are checked for a large mean (see :func:`batch_norm`).
+
+    The contiguous kernel's statistics are accurate, so its running estimates are kept and only the
+    output is recomputed. The channels-last kernel sums naively (mean off by ~1e-6 of itself, which
+    also inflates the variance): it is checked at a ratio ten times lower, so that a variance inflated
+    by that error cannot hide a large mean, and its running estimates are recomputed from the shifted
+    input too."""
+    channels_last = _channels_last_format(x) is not None
+    backup = None
+    if channels_last and running_mean is not None and running_var is not None:
+        backup = running_mean.clone(), running_var.clone()
+    out, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
+    if not _large_mean(mean, invstd, SHIFT_RATIO / 10 if channels_last else SHIFT_RATIO):
+        return out
+    if backup is None:
+        return _batch_norm_shifted(x, None, None, weight, bias, momentum, eps)
+    with torch.no_grad():
+        running_mean.copy_(backup[0])  # type: ignore[union-attr]
+        running_var.copy_(backup[1])  # type: ignore[union-attr]
+    return _batch_norm_shifted(x, running_mean, running_var, weight, bias, momentum, eps)
+
+
 def batch_norm(
     x: torch.Tensor,
     running_mean: torch.Tensor | None,
@@ -214,7 +245,7 @@ def batch_norm(
     kernel's statistics are checked and a batch with :math:`|\mu| / \sigma >` :data:`SHIFT_RATIO` is
     renormalized from ``x - shift`` (BN is invariant to a per-channel constant; output mean off by
     8.6e-4 without it, 1e-7 with it); channels-last input, whose kernel accumulates the per-channel sums
-    naively (off by 1.3e-2), is always shifted first.
+    naively (off by 1.3e-2), is checked the same way (:func:`_batch_norm_checked`).
 
     ``correction`` is the variance used to normalize in training: 0 (default) the biased
     :math:`\sigma_B^2` of BN Algorithm 1 (native kernel); 1 the unbiased
@@ -235,12 +266,7 @@ def batch_norm(
             return _batch_norm_corrected(s, rm, rv, weight, bias, momentum, eps, correction)
         if not (training and _checks_statistics(s) and s.numel() > s.shape[1]):
             return F.batch_norm(s, rm, rv, weight, bias, training, momentum, eps)
-        if _channels_last_format(s) is not None:
-            return _batch_norm_shifted(s, rm, rv, weight, bias, momentum, eps)
-        out, mean, invstd = torch.native_batch_norm(s, weight, bias, rm, rv, True, momentum, eps)
-        if _large_mean(mean, invstd):  # the running estimates from the native kernel are kept
-            out = _batch_norm_shifted(s, None, None, weight, bias, momentum, eps)
-        return out
+        return _batch_norm_checked(s, rm, rv, weight, bias, momentum, eps)
 
     if not training or virtual_devices == 1:
         return one(x, running_mean, running_var)
