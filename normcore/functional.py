@@ -542,13 +542,16 @@ def weight_standardize(weight: torch.Tensor, variant: str = "official", eps: flo
 
     The computation follows the official code step by step (nested means over the non-output
     dimensions, then the std of the centred weight), so ``"official"`` is bit-exact to it; the
-    gradient comes from the closed form in :class:`_WeightStandardize`. Low precision weights are
-    standardized in float32 and returned in their own dtype.
+    gradient comes from the closed form in :class:`_WeightStandardize` in eager mode; under
+    ``torch.compile`` the plain formula is traced instead and autograd differentiates it (the compiler
+    fuses its small kernels; torch 2.11's dynamo failed on the custom Function inside a ResNet with an
+    AssertionError in ``handle_saved_tensors_wiring``). Low precision weights are standardized in
+    float32 and returned in their own dtype.
     """
     formula = ws_formula(variant)
     eps = formula.eps if eps is None else eps
     w = weight.float() if weight.dtype in LOW_PRECISION else weight
-    if torch.is_grad_enabled() and w.requires_grad:
+    if torch.is_grad_enabled() and w.requires_grad and not torch.compiler.is_compiling():
         out = _WeightStandardize.apply(w, formula, eps)[0]
     else:
         out = _standardize(w, formula, eps)[0]

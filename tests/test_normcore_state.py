@@ -95,6 +95,8 @@ def test_float64(norm_case):
 COMPILED = {
     "bn": lambda: nc.BatchNorm(NUM_C),
     "gn": lambda: nc.GroupNorm(NUM_C, 4),
+    "ln": lambda: NORM_LAYERS["ln"](NUM_C),
+    "in": lambda: NORM_LAYERS["in"](NUM_C),
     "bcn": lambda: nc.BatchChannelNorm(NUM_C, 4),
     "ws": lambda: CONV_LAYERS["ws_official"](NUM_C, NUM_C),
     "frozen_bn": lambda: NORM_LAYERS["frozen_bn"](NUM_C),
@@ -104,7 +106,8 @@ COMPILED = {
 @pytest.mark.parametrize("name", sorted(COMPILED))
 def test_torch_compile_captures_one_graph(name):
     """torch.compile(fullgraph=True) traces the layer without graph breaks (input checks, the WS cache
-    switch) and gives eager's values, forward and backward. Backend aot_eager: it runs dynamo and
+    switch, the CPU large-mean check, which is skipped when compiling; WS traces its plain formula) and
+    gives eager's values, forward and backward. Backend aot_eager: it runs dynamo and
     AOTAutograd but no code generation, which would cost ~45 s of C++ compilation on this CPU."""
     torch._dynamo.reset()
     torch.manual_seed(0)
@@ -120,4 +123,7 @@ def test_torch_compile_captures_one_graph(name):
     y2.square().sum().backward()
     assert_close(x2.grad, x1.grad)
     for (pname, p1), (_, p2) in zip(eager.named_parameters(), compiled_layer.named_parameters()):
-        assert_close(p2.grad, p1.grad, msg=pname)
+        # WS: compiled, autograd differentiates the plain formula, eager uses the closed form; both agree
+        # with float64 to 6e-7 of the largest gradient (measured), so compare at that scale
+        scale = p1.grad.abs().max().item()
+        assert_close(p2.grad, p1.grad, atol=2e-6 * scale, rtol=1e-5, msg=pname)
