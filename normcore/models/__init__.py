@@ -35,6 +35,7 @@ from normcore.models.lstm import LSTM, LNLSTMCell, SequentialMNISTClassifier, se
 from normcore.models.mlp import MLP, mlp, mnist_mlp
 from normcore.models.nin import NIN, nin
 from normcore.models.resnet import (
+    TORCHVISION_RESNETS,
     SmallResNet,
     residual_last_norms,
     resnet18,
@@ -56,6 +57,7 @@ __all__ = [
     "LSTM",
     "MLP",
     "NIN",
+    "TORCHVISION_RESNETS",
     "BNInception",
     "ConvNormAct",
     "JohnsonGenerator",

@@ -48,17 +48,10 @@ from normcore.models.common import (
 )
 from normcore.registry import NormSpec
 
-__all__ = [
-    "SmallResNet",
-    "residual_last_norms",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnext50_32x4d",
-    "resnext101_32x4d",
-    "small_resnet",
-]
+TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "resnext101_32x4d")
+"""The builders of this module that make torchvision's ResNet class (its state-dict keys, its checkpoints)."""
+
+__all__ = ["TORCHVISION_RESNETS", "SmallResNet", "residual_last_norms", "small_resnet", *TORCHVISION_RESNETS]
 
 
 def residual_last_norms(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -217,24 +210,16 @@ _RESNEXT_TITLE = (
     "    bottlenecks with inner width 32 x 4 = 128 in res2 (ResNet-{depth}: 64; doubling per stage) and the 3x3 conv\n"
     "    split into 32 groups,"
 )
-resnext50_32x4d = _resnet_builder(
-    "resnext50_32x4d",
-    _RESNEXT_TITLE.format(depth=50),
-    tv_resnet.Bottleneck,
-    [3, 4, 6, 3],
-    53,
-    groups=32,
-    width_per_group=4,
-)
-resnext101_32x4d = _resnet_builder(
-    "resnext101_32x4d",
-    _RESNEXT_TITLE.format(depth=101),
-    tv_resnet.Bottleneck,
-    [3, 4, 23, 3],
-    104,
-    groups=32,
-    width_per_group=4,
-)
+
+
+def _resnext_32x4d(depth: int, layers: list[int], n_convs: int) -> Callable[..., tv_resnet.ResNet]:
+    title = _RESNEXT_TITLE.format(depth=depth)
+    name = f"resnext{depth}_32x4d"
+    return _resnet_builder(name, title, tv_resnet.Bottleneck, layers, n_convs, groups=32, width_per_group=4)
+
+
+resnext50_32x4d = _resnext_32x4d(50, [3, 4, 6, 3], 53)
+resnext101_32x4d = _resnext_32x4d(101, [3, 4, 23, 3], 104)
 
 
 # --------------------------------------------------------------------------------------------------

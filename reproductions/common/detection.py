@@ -89,7 +89,7 @@ __all__ = [
 BACKBONE_TYPES = ("fpn", "c4")
 BOX_HEADS = {"fpn": ("2fc", "4conv1fc"), "c4": ("res5",)}
 """The box heads each backbone type accepts."""
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "resnext101_32x4d")
+BACKBONES = normcore.models.TORCHVISION_RESNETS
 C4_ANCHOR_SIZES = (32, 64, 128, 256, 512)
 """Detectron's ``RPN.SIZES`` of its C4 configs (one feature map at stride 16, 3 aspect ratios each)."""
 

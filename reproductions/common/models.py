@@ -33,17 +33,7 @@ import normcore.models
 
 __all__ = ["ACTIVATIONS", "ARCHITECTURES", "build_model", "norm_name", "replace_activations"]
 
-ARCHITECTURES = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnext50_32x4d",
-    "resnext101_32x4d",
-    "bn_inception",
-    "nin",
-    "small_resnet",
-)
+ARCHITECTURES = (*normcore.models.TORCHVISION_RESNETS, "bn_inception", "nin", "small_resnet")
 _VIRTUAL_OK = ("bn", "bcn")
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
