@@ -34,6 +34,7 @@ Usage::
     python benchmarks/layers.py --device cuda --batch 64 --markdown > table.md
     python benchmarks/layers.py --only GroupNorm,WSConv2d --layout channels_last
     python benchmarks/layers.py --threads 1 --clock thread   # on a CPU shared with other jobs
+    bash benchmarks/gpu_check.sh                     # GPU: CUDA tests, this benchmark, the engine
 
 Importable: :func:`run` returns the rows, :func:`format_table` / :func:`format_markdown` print them.
 """
