@@ -49,3 +49,15 @@ def test_notebook_executes_without_error(path):
         pytest.fail(f"{path.name} failed:\n{exc}")
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+
+
+def test_ours_says_when_its_spread_is_a_standard_error():
+    """Comparisons judged by a 2-standard-error rule store the standard error in ``std``; the reports must
+    not print it as if it were the std over seeds."""
+    from reproductions.common.notebook import format_ours
+
+    std = {"mean": 10.3, "std": 6.09, "n": 3, "unit": "points"}
+    assert format_ours(std) == "10.3 ± 6.09 points (3 seeds)"
+    assert format_ours({**std, "std_is_standard_error": True}) == "10.3 ± 6.09 points (standard error, 3 seeds)"
+    assert format_ours({**std, "n": 1, "std_is_standard_error": True}) == "10.3 points (1 seed)"
+    assert format_ours({"mean": 0.795, "std": None, "n": 5, "over": "repeats"}) == "0.795 (5 repeats)"

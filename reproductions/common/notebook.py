@@ -156,7 +156,9 @@ def _num(v: float, digits: int = 3) -> str:
 
 def format_ours(ours: Any, digits: int = 3) -> str:
     """``{"mean", "std", "n"}`` -> ``"0.952 ± 0.004 (3 seeds)"`` (an ``"over"`` key names what ``n``
-    counts when it is not seeds, e.g. ``"repeats"``); numbers and strings as they are."""
+    counts when it is not seeds, e.g. ``"repeats"``; with ``"std_is_standard_error": true`` the ± is the
+    standard error of the mean and the text says so: ``"(standard error, 3 seeds)"``); numbers and
+    strings as they are."""
     if ours is None:
         return "—"
     if isinstance(ours, dict) and "mean" in ours:
@@ -168,14 +170,15 @@ def format_ours(ours: Any, digits: int = 3) -> str:
             return f"no value in some seed (per seed: {per_seed}; — = never reached or diverged)"
         over = ours.get("over")  # what n counts, when not seeds (e.g. "repeats")
         if over and n == 1:
-            seeds = f" ({over})"
+            count = over
         elif over:
-            seeds = f" ({n} {over})"
+            count = f"{n} {over}"
         else:
-            seeds = f" ({n} seed{'s' if n != 1 else ''})"
+            count = f"{n} seed{'s' if n != 1 else ''}"
         if std is None or n <= 1:
-            return f"{_num(mean, digits)}{unit}{seeds}"
-        return f"{_num(mean, digits)} ± {_num(std, digits)}{unit}{seeds}"
+            return f"{_num(mean, digits)}{unit} ({count})"
+        spread = "standard error, " if ours.get("std_is_standard_error") else ""
+        return f"{_num(mean, digits)} ± {_num(std, digits)}{unit} ({spread}{count})"
     if isinstance(ours, dict):
         return "; ".join(f"{k}: {format_ours(v, digits)}" for k, v in ours.items())
     if isinstance(ours, float):
@@ -398,8 +401,9 @@ def plot_curves(
 
 
 def plot_ours_vs_published(res: dict[str, Any], *, ax: Any = None, title: str | None = None):
-    """Bars of our value (mean ± std) beside the paper's, for every comparison where both are
-    numbers. Returns None (and draws nothing) when the paper gives no number to set beside ours."""
+    """Bars of our value (mean, error bar: its ± as :func:`format_ours` states it, the std over seeds
+    or the standard error) beside the paper's, for every comparison where both are numbers. Returns None
+    (and draws nothing) when the paper gives no number to set beside ours."""
     import matplotlib.pyplot as plt
     import pandas as pd
     import seaborn as sns
@@ -426,6 +430,6 @@ def plot_ours_vs_published(res: dict[str, Any], *, ax: Any = None, title: str | 
         if err:
             y = patch.get_y() + patch.get_height() / 2
             ax.errorbar(patch.get_width(), y, xerr=err, color="black", capsize=3)
-    ax.set_title(title or "ours vs published")
+    ax.set_title(title or "ours vs published (error bars: std over seeds, or standard error where stated)")
     ax.set_ylabel("")
     return ax
