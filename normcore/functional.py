@@ -322,7 +322,8 @@ def group_norm(
     * the contiguous kernel's float32 accumulation is off by up to 2.4e-3 there; the kernel returns
       each group's mean and 1/std, and when any :math:`|\mu| / \sigma` exceeds :data:`SHIFT_RATIO` the
       group is renormalized from ``x - shift`` (:func:`_group_shift`), which group normalization does
-      not change; ordinary inputs pay nothing (CPU eager only, see :func:`_checks_statistics`);
+      not change; ordinary inputs pay only the check, one small reduction and a host read (CPU eager
+      only, see :func:`_checks_statistics`);
     * the CPU channels-last kernel computes the variance as :math:`E[x^2] - E[x]^2` (off by ~1e3 there),
       so channels-last CPU input is always shifted first (one elementwise pass, output channels-last);
       on CUDA the channels-last kernel returns NCHW (pytorch/pytorch#111824), so the output is converted
