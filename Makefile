@@ -3,7 +3,9 @@
 #   make reproduce   CPU-scale reproductions of every paper, then the notebooks
 #                    (one paper: make reproduce PAPER=group_norm)
 SHELL := /bin/bash
-PYTHON ?= python3
+# The project needs Python 3.11 (torch 2.14.1 wheels, pins): python3.11 if it is on PATH, else python3;
+# override with `make PYTHON=/path/to/python3.11 test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 # The stamp is re-made whenever pyproject.toml changes, so new pins get installed.
@@ -16,9 +18,12 @@ PAPER ?= all
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "error: $(PYTHON) is Python %d.%d; this project needs Python 3.11. Run make PYTHON=/path/to/python3.11 (or conda env create -f environment.yml)" % sys.version_info[:2])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -e ".[repro,mmcv,dev]"
+	@# reproductions/ is not part of the wheel; the checkout itself goes on the venv's path.
+	$(PY) -c 'import pathlib, site; pathlib.Path(site.getsitepackages()[0], "normcore_checkout.pth").write_text("$(CURDIR)\n")'
 	@touch $(STAMP)
 
 lint: $(STAMP)

@@ -51,8 +51,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reproductions.common.detection import DETECTION_DEFAULTS, build_detector
-from reproductions.common.segmentation import SEGMENTATION_DEFAULTS, build_deeplabv3
+from reproductions.tasks.detection.main import DETECTION_DEFAULTS, build_detector
+from reproductions.tasks.segmentation.main import SEGMENTATION_DEFAULTS, build_deeplabv3
 
 GN = {"norm": "gn", "norm_kwargs": {"num_groups": 32}}
 DETECTION_CONFIGS = {

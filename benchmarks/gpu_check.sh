@@ -32,10 +32,10 @@ EOF
 tail -n +1 "$OUT/layers_cuda.md" | head -3
 
 work=$(mktemp -d)
-"$PY" - "$work" <<'EOF'
+PYTHONPATH=tests "$PY" - "$work" <<'EOF'
 import sys
 from pathlib import Path
-from reproductions.common.testing import make_image_folder, write_config
+from fixtures.image_folder import make_image_folder, write_config
 root = Path(sys.argv[1])
 make_image_folder(root / "data", classes=4, train_per_class=16, val_per_class=4)
 write_config(root / "gn_ws.yaml", {  # the tiny CIFAR ResNet of TINY_CONFIG with GN+WS

@@ -2,7 +2,7 @@
 (forward, cross-entropy, backward, SGD step with momentum and weight decay) at the same batch, as
 ratios to BN, in the contiguous (NCHW) and channels_last memory formats.
 
-The models are the engine's (``reproductions.common.models.build_model``: ``normcore.models.resnet50``
+The models are the engine's (``reproductions.tasks.models.build_model``: ``normcore.models.resnet50``
 with the registry norm; GN and BCN with 32 groups; WS with the official formula for GN+WS and the BCN
 repository's for BCN+WS, as the configs of the WS paper). Method: each configuration is built and
 warmed up, then ``--rounds`` rounds each time ``--steps`` steps of every configuration, in an order
@@ -34,9 +34,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reproductions.common.models import build_model
-from reproductions.common.optim import build_optimizer
-from reproductions.common.precision import AMP_CHOICES, Precision
+from reproductions.engine.optim import build_optimizer
+from reproductions.engine.precision import AMP_CHOICES, Precision
+from reproductions.tasks.models import build_model
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "BN": {"norm": "bn"},

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from reproductions import report
-from reproductions.common.manifest import REPO_ROOT
+from reproductions.claims.provenance import REPO_ROOT
+from reproductions.reporting import report
 
 PAPERS = ("batch_norm", "layer_norm", "instance_norm", "group_norm", "weight_standardization", "normprop")
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -38,7 +38,7 @@ def execute_notebook(path: Path, timeout: int = 900) -> float:
     import nbformat
     from nbclient import NotebookClient
 
-    from reproductions.common.atomic import write_text
+    from reproductions.engine.atomic import write_text
 
     start = time.perf_counter()
     nb = nbformat.read(path, as_version=4)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from reproductions.common.published import published_value
-from reproductions.common.trainer import Trainer
+from reproductions.claims.published import published_value
+from reproductions.engine.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """The BN paper's Figure 1 experiment (reproductions/batch_norm/cpu.py) and the shared CPU toolkit it
-runs on (reproductions/common/cpu.py: mini-batches, the training loop, curve statistics, the parallel
+runs on (reproductions/smallscale/toolkit.py: mini-batches, the training loop, curve statistics, the parallel
 runner)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from reproductions.batch_norm import cpu as bn_cpu
-from reproductions.common import cpu
-from reproductions.common.results import VERDICTS, load_results
+from reproductions.claims.results import VERDICTS, load_results
+from reproductions.smallscale import toolkit as cpu
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -111,7 +111,7 @@ def test_compare_partly_when_bn_wins_only_on_average_and_not_when_it_loses():
 
 
 # --------------------------------------------------------------------------------------------------
-# the shared toolkit (reproductions/common/cpu.py)
+# the shared toolkit (reproductions/smallscale/toolkit.py)
 # --------------------------------------------------------------------------------------------------
 def test_minibatches_are_the_batches_of_batch_indices():
     x = torch.arange(23.0).unsqueeze(1)

@@ -1,5 +1,5 @@
 """The Group Normalization CPU experiment (reproductions/group_norm/cpu.py) in quick mode, and the shared
-training loop and statistics of reproductions/common/cpu_vision.py it stands on."""
+training loop and statistics of reproductions/smallscale/vision.py it stands on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reproductions.common.cpu_vision import (
+from reproductions.claims.results import load_results
+from reproductions.smallscale.vision import (
     ClassifierSchedule,
     ClassifierSetup,
     _build,
@@ -21,7 +22,6 @@ from reproductions.common.cpu_vision import (
     one_thread,
     train_classifier,
 )
-from reproductions.common.results import load_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

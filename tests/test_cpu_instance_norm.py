@@ -1,5 +1,5 @@
 """The IN CPU experiment (reproductions/instance_norm/cpu.py) in quick mode, and the stylization losses of
-reproductions/common/stylization_cpu.py."""
+reproductions/tasks/stylization/losses.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from reproductions.common import stylization_cpu as st
-from reproductions.common.results import load_results
+from reproductions.claims.results import load_results
+from reproductions.tasks.stylization import losses as st
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -8,9 +8,9 @@ import torch
 
 from normcore import BatchNorm
 from normcore.models import sequential_mnist_classifier
-from reproductions.common import cpu
-from reproductions.common.results import VERDICTS, load_results
+from reproductions.claims.results import VERDICTS, load_results
 from reproductions.layer_norm import cpu as ln_cpu
+from reproductions.smallscale import toolkit as cpu
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from reproductions.common.results import VERDICTS, load_results
+from reproductions.claims.results import VERDICTS, load_results
 from reproductions.normprop import cpu as np_cpu
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

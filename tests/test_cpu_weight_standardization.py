@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from reproductions.common.results import load_results
+from reproductions.claims.results import load_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -52,7 +52,7 @@ def test_quick_run_trains_every_row(quick_results):
 
 
 def test_rows_are_the_papers_methods():
-    from reproductions.common.cpu_vision import _build, batch_dependent
+    from reproductions.smallscale.vision import _build, batch_dependent
     from reproductions.weight_standardization import cpu
 
     bcn = _build(cpu.BCN_WS_1, cpu.SCHEDULE, 1, 10)

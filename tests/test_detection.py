@@ -13,16 +13,16 @@ import pytest
 import torch
 import yaml
 from dense_helpers import REPO, check_published, crash_after_epoch
+from fixtures.coco import make_coco_dataset
 from torch import nn
 
 import normcore
-from reproductions.common import detection
-from reproductions.common.coco_data import CocoInstances, load_coco_api, validate_coco
-from reproductions.common.coco_eval import ground_truth_results, run_cocoeval
-from reproductions.common.coco_testing import make_coco_dataset
-from reproductions.common.datasets import DataError
-from reproductions.common.pretrained import load_backbone_weights
-from reproductions.common.trainer import CHECKPOINT_FORMAT
+from reproductions.engine.trainer import CHECKPOINT_FORMAT
+from reproductions.tasks.classification.data import DataError
+from reproductions.tasks.detection import main as detection
+from reproductions.tasks.detection.coco_data import CocoInstances, load_coco_api, validate_coco
+from reproductions.tasks.detection.coco_eval import ground_truth_results, run_cocoeval
+from reproductions.tasks.pretrained import load_backbone_weights
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from reproductions.common.classification import CLASSIFICATION_DEFAULTS, build_from_config
-from reproductions.common.cli import config_from_args, engine_parser
+from reproductions.engine.cli import config_from_args, engine_parser
+from reproductions.tasks.classification.main import CLASSIFICATION_DEFAULTS, build_from_config
 
 REPO = Path(__file__).resolve().parents[1]
 # Classification configs sit directly in configs/; task subfolders (configs/coco/, configs/voc/, ...) belong to

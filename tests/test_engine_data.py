@@ -8,8 +8,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from fixtures.image_folder import make_image_folder
 
-from reproductions.common.datasets import (
+from reproductions.tasks.classification.data import (
     DataError,
     Lighting,
     build_classification_datasets,
@@ -19,7 +20,6 @@ from reproductions.common.datasets import (
     sort_flat_val,
     train_transform,
 )
-from reproductions.common.testing import make_image_folder
 
 DATA = {"dataset": "imagefolder", "crop_size": 32, "resize_size": 36}
 

@@ -21,17 +21,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.image_folder import make_image_folder, write_config
 
-from reproductions.common.classification import main
-from reproductions.common.testing import make_image_folder, write_config
+from reproductions.tasks.classification.main import main
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
 DRIVER = """
 import sys
-from reproductions.common.classification import main
-from reproductions.common.distributed import cleanup, init_distributed
+from reproductions.tasks.classification.main import main
+from reproductions.engine.distributed import cleanup, init_distributed
 data, out, gn, bn = sys.argv[1:5]
 init_distributed("cpu")  # one process group for both runs (main leaves a group it did not create)
 main(["--config", gn, "--data", data, "--out", out + "/gn", "--batch-size", "2"], paper="test")

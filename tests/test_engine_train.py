@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.image_folder import make_image_folder, write_config
 
-from reproductions.common.classification import main
-from reproductions.common.testing import make_image_folder, write_config
+from reproductions.tasks.classification.main import main
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -13,17 +13,17 @@ import torch
 from torch import nn
 
 import normcore
-from reproductions.common import checkpoint as ckpt
-from reproductions.common.classification import CLASSIFICATION_DEFAULTS, topk_correct
-from reproductions.common.cli import config_from_args, engine_parser
-from reproductions.common.config import ConfigError, apply_overrides, load_config, merge
-from reproductions.common.models import build_model, norm_name
-from reproductions.common.optim import param_groups
-from reproductions.common.precision import Precision
-from reproductions.common.recipe import median_of_last
-from reproductions.common.sampling import GlobalBatchSampler, SeededDataset, ShardSampler, sample_seed
-from reproductions.common.schedules import LRSchedule, build_scheduler, scaled_lr
-from reproductions.common.trainer import _WindowSums, batch_report, move_to_device
+from reproductions.engine import checkpoint as ckpt
+from reproductions.engine.cli import config_from_args, engine_parser
+from reproductions.engine.config import ConfigError, apply_overrides, load_config, merge
+from reproductions.engine.optim import param_groups
+from reproductions.engine.precision import Precision
+from reproductions.engine.sampling import GlobalBatchSampler, SeededDataset, ShardSampler, sample_seed
+from reproductions.engine.schedules import LRSchedule, build_scheduler, scaled_lr
+from reproductions.engine.session import median_of_last
+from reproductions.engine.trainer import _WindowSums, batch_report, move_to_device
+from reproductions.tasks.classification.main import CLASSIFICATION_DEFAULTS, topk_correct
+from reproductions.tasks.models import build_model, norm_name
 
 
 # --------------------------------------------------------------------------------------------------

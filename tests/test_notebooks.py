@@ -10,7 +10,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from reproductions.common.manifest import REPO_ROOT
+from reproductions.claims.provenance import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -54,7 +54,7 @@ def test_notebook_executes_without_error(path):
 def test_ours_says_when_its_spread_is_a_standard_error():
     """Comparisons judged by a 2-standard-error rule store the standard error in ``std``; the reports must
     not print it as if it were the std over seeds."""
-    from reproductions.common.notebook import format_ours
+    from reproductions.reporting.notebook import format_ours
 
     std = {"mean": 10.3, "std": 6.09, "n": 3, "unit": "points"}
     assert format_ours(std) == "10.3 ± 6.09 points (3 seeds)"

@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 import yaml
 
-from reproductions.common import published as pub
-from reproductions.common.manifest import REPO_ROOT
+from reproductions.claims import published as pub
+from reproductions.claims.provenance import REPO_ROOT
 
 REFERENCE = pub.PAPERS_DIR / "published_numbers.md"
 SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "published_numbers.md"

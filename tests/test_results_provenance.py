@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from reproductions.common.manifest import REPO_ROOT, source_fingerprint
-from reproductions.common.results import load_results
+from reproductions.claims.provenance import REPO_ROOT, source_fingerprint
+from reproductions.claims.results import load_results
 
 RESULTS = sorted(REPO_ROOT.glob("reproductions/*/results/*.json"))
 IDS = [p.relative_to(REPO_ROOT).as_posix() for p in RESULTS]
@@ -102,7 +102,7 @@ def test_published_refs_resolve_in_published_yaml(path):
     """A comparison's ``published_ref`` that looks like an id of the paper's published.yaml (its
     ``id_prefix``) or names one of its settings must exist there. (A comparison may quote a number
     derived from several entries, e.g. a difference, so the quoted value itself is not checked.)"""
-    from reproductions.common.published import load_published
+    from reproductions.claims.published import load_published
 
     res = load_results(path)
     published = load_published(res["paper"])
@@ -118,14 +118,14 @@ def test_published_refs_resolve_in_published_yaml(path):
 
 def test_results_tables_in_results_md_and_readme_are_up_to_date():
     """RESULTS.md and the README's results section are generated from the committed results files;
-    after new results, `python -m reproductions.report` (run by `make reproduce`) must be rerun."""
-    from reproductions import report
+    after new results, `python -m reproductions.reporting.report` (run by `make reproduce`) must be rerun."""
+    from reproductions.reporting import report
 
-    assert report.main(["--check"]) == 0, "run `python -m reproductions.report`"
+    assert report.main(["--check"]) == 0, "run `python -m reproductions.reporting.report`"
 
 
 def test_readme_section_is_replaced_between_the_markers_only():
-    from reproductions.report import README_BEGIN, README_END, readme_with_results
+    from reproductions.reporting.report import README_BEGIN, README_END, readme_with_results
 
     readme = f"intro\n{README_BEGIN}\nold table\n{README_END}\noutro\n"
     new = readme_with_results(readme, "# Results of the CPU-scale reproductions\n\n| a |\n")

@@ -13,14 +13,14 @@ import pytest
 import torch
 import yaml
 from dense_helpers import REPO, check_published, crash_after_epoch
+from fixtures.voc import make_voc_dataset
 from PIL import Image
 from torch import nn
 
 import normcore
-from reproductions.common import segmentation as seg
-from reproductions.common.datasets import DataError
-from reproductions.common.voc_data import IGNORE_INDEX, VOCSegmentation, read_mask, voc_palette
-from reproductions.common.voc_testing import make_voc_dataset
+from reproductions.tasks.classification.data import DataError
+from reproductions.tasks.segmentation import main as seg
+from reproductions.tasks.segmentation.voc_data import IGNORE_INDEX, VOCSegmentation, read_mask, voc_palette
 
 
 @pytest.fixture(scope="module")

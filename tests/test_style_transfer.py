@@ -15,9 +15,9 @@ from dense_helpers import REPO, check_published, crash_after_epoch
 from PIL import Image
 from torchvision.models import vgg as tv_vgg
 
-from reproductions.common import stylization as sty
-from reproductions.common.datasets import DataError
-from reproductions.common.stylization_cpu import VGG19_LAYERS
+from reproductions.tasks.classification.data import DataError
+from reproductions.tasks.stylization import main as sty
+from reproductions.tasks.stylization.losses import VGG19_LAYERS
 
 
 @pytest.fixture(scope="module")

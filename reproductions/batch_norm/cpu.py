@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 from normcore.models import mnist_mlp
-from reproductions.common import cpu
-from reproductions.common.results import stat
+from reproductions.claims.results import stat
+from reproductions.smallscale import toolkit as cpu
 
 __all__ = ["CONFIG", "NETS", "QUICK_CONFIG", "Fig1Config", "compare", "main", "relative_drift", "run", "train_net"]
 

@@ -2,7 +2,7 @@ r"""Group Normalization (Wu & He 2018) at CPU scale: the Table 2 / Figure 1 tren
 
 A ResNet-8 (CIFAR-style, width 16: 16/32/64 channels) on the 8x8 digits of scikit-learn, with 8 virtual
 devices; BN statistics are computed per device, as on the paper's 8 GPUs. The recipe is the paper's
-ImageNet recipe scaled down (see :mod:`reproductions.common.cpu_vision`): LR linear in the total batch,
+ImageNet recipe scaled down (see :mod:`reproductions.smallscale.vision`): LR linear in the total batch,
 the same number of epochs for every batch size, step decay at 30/60/90% of training, weight decay on
 every parameter, zero-init of the last gamma of each block, the median test error of the last 5 epochs.
 
@@ -23,7 +23,7 @@ Our errors are on a different dataset at a tiny scale, so absolute errors are no
 paper's; the comparisons are of the *trends*: differences between settings, each with its standard error
 over seeds, against the paper's differences. The verdict rules are written in :func:`_table2`,
 :func:`_table1` and :func:`_table3` and were fixed before the first full run, with one revision after it
-(:data:`reproductions.common.cpu_vision.RULE_REVISION`).
+(:data:`reproductions.smallscale.vision.RULE_REVISION`).
 
     python -m reproductions.group_norm.cpu            # 3 seeds, results in reproductions/group_norm/results
     python -m reproductions.group_norm.cpu --quick    # CI: 1 seed, a few epochs on a subset
@@ -36,8 +36,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reproductions.common import cpu
-from reproductions.common.cpu_vision import (
+from reproductions.claims.published import published_value
+from reproductions.smallscale import toolkit as cpu
+from reproductions.smallscale.vision import (
     RULE_EQUIVALENT,
     RULE_GREATER,
     RULE_REVISION,
@@ -53,7 +54,6 @@ from reproductions.common.cpu_vision import (
     verdict_equivalent,
     verdict_greater,
 )
-from reproductions.common.published import published_value
 
 PAPER = "group_norm"
 IMAGES_PER_DEVICE = (32, 16, 8, 4, 2)
@@ -124,7 +124,7 @@ def _pub(entry_id: str) -> float:
 
 
 Errors = dict[str, list[float]]
-"""Per-seed test errors (%) by setting label; :func:`reproductions.common.cpu_vision.errors_by_label` reads
+"""Per-seed test errors (%) by setting label; :func:`reproductions.smallscale.vision.errors_by_label` reads
 them back from a results file's metrics, so the rules and plots run on committed results too."""
 
 
@@ -381,7 +381,7 @@ def plot_training_curves(curves: dict[str, Any], seeds: Sequence[int]):
     (``curves`` as in a results file). Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
-    from reproductions.common.notebook import plot_curves
+    from reproductions.reporting.notebook import plot_curves
 
     labels = [s.label for s in (_bn(LARGE), _gn(LARGE), _bn(SMALL), _gn(SMALL))]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))

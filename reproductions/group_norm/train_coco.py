@@ -7,10 +7,10 @@ One config per table row in ``configs/coco/`` (see ``README.md``, "COCO (full sc
         --data /datasets/coco --set model.pretrained=/weights/R-50-GN.pth
     torchrun --nproc_per_node=8 -m reproductions.group_norm.train_coco --config ... --data ...
 
-Everything else (flags, checkpoints, logs, evaluation) is :mod:`reproductions.common.detection`.
+Everything else (flags, checkpoints, logs, evaluation) is :mod:`reproductions.tasks.detection.main`.
 """
 
-from reproductions.common.detection import main
+from reproductions.tasks.detection.main import main
 
 if __name__ == "__main__":
     main(paper="group_norm", description=__doc__)

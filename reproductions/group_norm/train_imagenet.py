@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from reproductions.common.classification import main as classification_main
+from reproductions.tasks.classification.main import main as classification_main
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:

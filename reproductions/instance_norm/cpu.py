@@ -19,7 +19,7 @@ Setting (all choices fixed up front; none tuned on BN-vs-IN results):
   statistics (the standard test mode), IN with per-image statistics (the IN paper: "also at test time");
 * loss: style layers relu1_1..relu4_1, content layer relu4_2 (the official ``train.lua`` defaults), TV weight
   0 (official default); the loss network is VGG-19 if its ImageNet weights are cached locally, otherwise a
-  random-weight VGG-like network (:mod:`reproductions.common.stylization_cpu`; the results say which);
+  random-weight VGG-like network (:mod:`reproductions.tasks.stylization.losses`; the results say which);
 * weights: balanced so that each trivial output costs 1: :math:`w_s = 1 / \bar L_s(y, s)` (the content image
   returned unchanged) and :math:`w_c = 1 / \bar L_c(s, y)` (a style crop returned instead), averaged over 64
   training crops drawn with a fixed seed (the official weights do not transfer to another loss network);
@@ -50,16 +50,16 @@ from typing import Any
 import torch
 
 from normcore.models import johnson_generator
-from reproductions.common import cpu
-from reproductions.common import stylization_cpu as st
-from reproductions.common.cpu_vision import (
+from reproductions.claims.results import stat
+from reproductions.smallscale import toolkit as cpu
+from reproductions.smallscale.vision import (
     RULE_GREATER,
     central_verdict,
     contrast,
     default_workers,
     verdict_greater,
 )
-from reproductions.common.results import stat
+from reproductions.tasks.stylization import losses as st
 
 PAPER = "instance_norm"
 TRAIN_IMAGES = (

@@ -7,7 +7,7 @@ Writes ``<name>_stylized.png`` per input and ``grid.png`` (inputs above, outputs
 trained with the random-weight fallback loss network carry ``random-loss-network`` in their names.
 """
 
-from reproductions.common.stylization import main_stylize
+from reproductions.tasks.stylization.main import main_stylize
 
 if __name__ == "__main__":
     main_stylize()

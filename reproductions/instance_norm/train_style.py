@@ -8,10 +8,10 @@ One config per generator and norm in ``configs/style/`` (see ``README.md``, "Sty
         --style style.jpg --vgg-weights vgg19.pth
 
 Then ``python -m reproductions.instance_norm.stylize --checkpoint RUN/checkpoint.pt --input photos/ --out out/``.
-Everything else (flags, checkpoints, logs) is :mod:`reproductions.common.stylization`.
+Everything else (flags, checkpoints, logs) is :mod:`reproductions.tasks.stylization.main`.
 """
 
-from reproductions.common.stylization import main_train
+from reproductions.tasks.stylization.main import main_train
 
 if __name__ == "__main__":
     main_train(paper="instance_norm", description=__doc__)

@@ -45,9 +45,9 @@ import numpy as np
 import torch
 
 from normcore.models import mlp, sequential_mnist_classifier
-from reproductions.common import cpu
-from reproductions.common.published import published_value
-from reproductions.common.results import stat
+from reproductions.claims.published import published_value
+from reproductions.claims.results import stat
+from reproductions.smallscale import toolkit as cpu
 
 __all__ = [
     "LSTM_CONFIG",

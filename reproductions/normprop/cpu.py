@@ -56,8 +56,8 @@ import numpy as np
 import torch
 
 from normcore.models import nin
-from reproductions.common import cpu
-from reproductions.common.results import stat
+from reproductions.claims.results import stat
+from reproductions.smallscale import toolkit as cpu
 
 __all__ = ["CONFIG", "NORMS", "QUICK_CONFIG", "NormPropConfig", "compare", "main", "preactivation_stats", "run"]
 

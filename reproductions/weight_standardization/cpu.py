@@ -5,7 +5,7 @@ The setting of :mod:`reproductions.group_norm.cpu` (ResNet-8, width 16, 8 virtua
 256 images, 30 epochs, step decay, weight decay on every parameter, median test error of the last 5
 epochs) with the WS paper's micro-batch protocol: every optimizer step accumulates the gradients of
 micro-batches of 8 devices x 1 (or 2) images up to 256 images, so every method takes the same steps at the
-same LR and only the normalization sees the micro-batch (:mod:`reproductions.common.cpu_vision`).
+same LR and only the normalization sees the micro-batch (:mod:`reproductions.smallscale.vision`).
 
 Rows (3 seeds each):
 
@@ -38,8 +38,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reproductions.common import cpu
-from reproductions.common.cpu_vision import (
+from reproductions.claims.published import published_value
+from reproductions.smallscale import toolkit as cpu
+from reproductions.smallscale.vision import (
     RULE_GREATER,
     RULE_NOT_WORSE,
     RULE_REVISION,
@@ -55,7 +56,6 @@ from reproductions.common.cpu_vision import (
     verdict_greater,
     verdict_not_worse,
 )
-from reproductions.common.published import published_value
 
 PAPER = "weight_standardization"
 GROUPS = 8
@@ -92,7 +92,7 @@ def _ours(value: float, se: float, n: int) -> dict[str, Any]:
 
 def comparisons(err: dict[str, list[float]], n: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The claims, each with its rule (fixed before the first full run; one revision since:
-    :data:`reproductions.common.cpu_vision.RULE_REVISION`), and the overall verdict, from the per-seed test
+    :data:`reproductions.smallscale.vision.RULE_REVISION`), and the overall verdict, from the per-seed test
     errors by setting label."""
     d_gnws, se_gnws = contrast([(1, err[GN_WS.label]), (-1, err[BN_LARGE.label])])
     d_bcn, se_bcn = contrast([(1, err[BCN_WS_1.label]), (-1, err[BN_LARGE.label])])
@@ -174,7 +174,7 @@ def plot_results(errors: dict[str, list[float]], curves: dict[str, Any], seeds: 
     import pandas as pd
     import seaborn as sns
 
-    from reproductions.common.notebook import plot_curves
+    from reproductions.reporting.notebook import plot_curves
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     df = pd.DataFrame([{"setting": s.label, "error": e} for s in SETTINGS for e in errors[s.label]])

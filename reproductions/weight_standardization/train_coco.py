@@ -8,10 +8,10 @@ One config per README row in ``configs/coco/`` (see ``README.md``, "COCO and VOC
         --config reproductions/weight_standardization/configs/coco/mask_r50_gn_ws_2x.yaml \
         --data /datasets/coco --set model.pretrained=/weights/R-50-GN-WS.pth.tar
 
-Everything else (flags, checkpoints, logs, evaluation) is :mod:`reproductions.common.detection`.
+Everything else (flags, checkpoints, logs, evaluation) is :mod:`reproductions.tasks.detection.main`.
 """
 
-from reproductions.common.detection import main
+from reproductions.tasks.detection.main import main
 
 if __name__ == "__main__":
     main(paper="weight_standardization", description=__doc__)

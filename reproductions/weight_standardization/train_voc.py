@@ -8,10 +8,10 @@ One config per README row in ``configs/voc/`` (see ``README.md``, "COCO and VOC 
         --config reproductions/weight_standardization/configs/voc/r101_gn_ws.yaml \
         --data /datasets/VOCdevkit --set model.pretrained=/weights/R-101-GN-WS.pth.tar
 
-Everything else (flags, checkpoints, logs, evaluation) is :mod:`reproductions.common.segmentation`.
+Everything else (flags, checkpoints, logs, evaluation) is :mod:`reproductions.tasks.segmentation.main`.
 """
 
-from reproductions.common.segmentation import main
+from reproductions.tasks.segmentation.main import main
 
 if __name__ == "__main__":
     main(paper="weight_standardization", description=__doc__)

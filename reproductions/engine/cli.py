@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reproductions.common import config as config_mod
-from reproductions.common.manifest import REPO_ROOT
-from reproductions.common.precision import AMP_CHOICES
+from reproductions.claims.provenance import REPO_ROOT
+from reproductions.engine import config as config_mod
+from reproductions.engine.precision import AMP_CHOICES
 
 __all__ = [
     "ENGINE_DEFAULTS",

@@ -41,14 +41,12 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
 
 import normcore
-from reproductions.common import checkpoint as ckpt
-from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
-from reproductions.common.distributed import all_reduce_sum, cleanup, get_env, print0, unwrap_model
-from reproductions.common.logs import RunLog, progress
-from reproductions.common.models import norm_name
-from reproductions.common.precision import Precision
-from reproductions.common.pretrained import backbone_from_config
-from reproductions.common.recipe import (
+from reproductions.engine import checkpoint as ckpt
+from reproductions.engine.cli import config_from_args, default_out_dir, engine_parser
+from reproductions.engine.distributed import all_reduce_sum, cleanup, get_env, print0, unwrap_model
+from reproductions.engine.logs import RunLog, progress
+from reproductions.engine.precision import Precision
+from reproductions.engine.session import (
     Session,
     describe_run,
     eval_loader,
@@ -59,8 +57,16 @@ from reproductions.common.recipe import (
     trainer_from_config,
     write_summary,
 )
-from reproductions.common.trainer import prepare_model
-from reproductions.common.voc_data import IGNORE_INDEX, TRAIN_AUG_SIZE, VOC_CLASSES, VOCSegmentation, pad_collate
+from reproductions.engine.trainer import prepare_model
+from reproductions.tasks.models import norm_name
+from reproductions.tasks.pretrained import backbone_from_config
+from reproductions.tasks.segmentation.voc_data import (
+    IGNORE_INDEX,
+    TRAIN_AUG_SIZE,
+    VOC_CLASSES,
+    VOCSegmentation,
+    pad_collate,
+)
 
 __all__ = [
     "SEGMENTATION_DEFAULTS",

@@ -12,7 +12,7 @@ The model (``model`` section), ``backbone_type: fpn`` (the default; GN paper Tab
 
 * backbone: ``resnet50``/``resnet101``, ``resnext50_32x4d``/``resnext101_32x4d`` (or ``resnet18``/``resnet34``
   for tests) from :mod:`normcore.models` with ``norm`` (``frozen_bn`` = the papers' BN*, ``gn``, ...) and
-  ``conv`` (``ws``); ImageNet weights from ``pretrained`` (:mod:`reproductions.common.pretrained`);
+  ``conv`` (``ws``); ImageNet weights from ``pretrained`` (:mod:`reproductions.tasks.pretrained`);
   ``trainable_layers`` stages train (3 = Detectron's ``FREEZE_AT: 2``; 5 from scratch);
 * FPN (P2-P6, 256 channels) with ``fpn_norm`` after its lateral and output convs (Detectron's GN
   FPN); the RPN head has one 3x3 conv and no norm (Detectron's FPN RPN);
@@ -51,16 +51,12 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import MultiScaleRoIAlign
 
 import normcore
-from reproductions.common import checkpoint as ckpt
-from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
-from reproductions.common.coco_data import CocoInstances, check_coco, detection_collate
-from reproductions.common.coco_eval import IOU_TYPES, evaluate_coco
-from reproductions.common.distributed import cleanup, print0
-from reproductions.common.logs import RunLog
-from reproductions.common.models import norm_name
-from reproductions.common.precision import Precision
-from reproductions.common.pretrained import backbone_from_config, freeze_resnet_stages
-from reproductions.common.recipe import (
+from reproductions.engine import checkpoint as ckpt
+from reproductions.engine.cli import config_from_args, default_out_dir, engine_parser
+from reproductions.engine.distributed import cleanup, print0
+from reproductions.engine.logs import RunLog
+from reproductions.engine.precision import Precision
+from reproductions.engine.session import (
     Session,
     describe_run,
     eval_loader,
@@ -71,7 +67,11 @@ from reproductions.common.recipe import (
     trainer_from_config,
     write_summary,
 )
-from reproductions.common.trainer import prepare_model
+from reproductions.engine.trainer import prepare_model
+from reproductions.tasks.detection.coco_data import CocoInstances, check_coco, detection_collate
+from reproductions.tasks.detection.coco_eval import IOU_TYPES, evaluate_coco
+from reproductions.tasks.models import norm_name
+from reproductions.tasks.pretrained import backbone_from_config, freeze_resnet_stages
 
 __all__ = [
     "BACKBONES",

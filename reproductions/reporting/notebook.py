@@ -1,13 +1,13 @@
 """Shared helpers of the notebooks (``notebooks/*.ipynb``) and of the results table
-(:mod:`reproductions.report`): load a paper's results files and its ``published.yaml``, put the
+(:mod:`reproductions.reporting.report`): load a paper's results files and its ``published.yaml``, put the
 claims in a table, say each verdict in words, and plot with seaborn.
 
 Everything here reads committed files only; nothing trains. Paths resolve from the repository root
-(:data:`reproductions.common.manifest.REPO_ROOT`), so a notebook runs from ``notebooks/`` or from
+(:data:`reproductions.claims.provenance.REPO_ROOT`), so a notebook runs from ``notebooks/`` or from
 the root alike. A paper whose results are missing is reported as missing, never as an error, so the
 overview works while some experiments have not been run.
 
-    from reproductions.common import notebook as nb
+    from reproductions.reporting import notebook as nb
     paper = nb.load_paper("batch_norm")
     nb.show_markdown(nb.claims_markdown(paper))
     nb.verdict_table([paper])
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reproductions.common.manifest import REPO_ROOT
-from reproductions.common.results import load_results
+from reproductions.claims.provenance import REPO_ROOT
+from reproductions.claims.results import load_results
 
 __all__ = [
     "PAPERS",
@@ -118,9 +118,9 @@ def load_all(papers: Iterable[str] = PAPERS, root: Path = REPO_ROOT) -> list[Pap
 
 def _load_published(paper: str, missing: list[str]) -> Any:
     try:
-        from reproductions.common.published import load_published
+        from reproductions.claims.published import load_published
     except ImportError:
-        missing.append("reproductions/common/published.py is not available, so published.yaml was not read")
+        missing.append("reproductions/claims/published.py is not available, so published.yaml was not read")
         return None
     try:
         return load_published(paper)

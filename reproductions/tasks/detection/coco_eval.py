@@ -22,8 +22,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import nn
 
-from reproductions.common.distributed import all_gather_object, broadcast_object, get_env, unwrap_model
-from reproductions.common.logs import progress
+from reproductions.engine.distributed import all_gather_object, broadcast_object, get_env, unwrap_model
+from reproductions.engine.logs import progress
 
 __all__ = ["IOU_TYPES", "STAT_NAMES", "detections_to_results", "evaluate_coco", "ground_truth_results", "run_cocoeval"]
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from reproductions.common import atomic
+from reproductions.engine import atomic
 
 __all__ = ["Meter", "RunLog", "format_metrics", "progress"]
 

@@ -2,7 +2,7 @@
 
 A results file holds what an experiment measured over its seeds (mean and sample std, ddof=1), the
 published number it is compared with, the verdict and the rule that produced it, the figures, and the
-environment manifest (:mod:`reproductions.common.manifest`).
+environment manifest (:mod:`reproductions.claims.provenance`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from reproductions.common import atomic
+from reproductions.engine import atomic
 
 __all__ = ["SCHEMA_PATH", "VERDICTS", "load_results", "stat", "validate_results", "write_results"]
 

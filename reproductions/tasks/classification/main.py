@@ -21,13 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reproductions.common import checkpoint as ckpt
-from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
-from reproductions.common.datasets import build_classification_datasets
-from reproductions.common.distributed import all_reduce_sum, print0
-from reproductions.common.models import build_model
-from reproductions.common.precision import Precision
-from reproductions.common.recipe import (
+from reproductions.engine import checkpoint as ckpt
+from reproductions.engine.cli import config_from_args, default_out_dir, engine_parser
+from reproductions.engine.distributed import all_reduce_sum, print0
+from reproductions.engine.precision import Precision
+from reproductions.engine.session import (
     Session,
     describe_run,
     end_session,
@@ -40,7 +38,9 @@ from reproductions.common.recipe import (
     trainer_from_config,
     write_summary,
 )
-from reproductions.common.trainer import prepare_model
+from reproductions.engine.trainer import prepare_model
+from reproductions.tasks.classification.data import build_classification_datasets
+from reproductions.tasks.models import build_model
 
 __all__ = ["CLASSIFICATION_DEFAULTS", "build_from_config", "evaluate_topk", "main", "topk_correct"]
 

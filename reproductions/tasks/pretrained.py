@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from reproductions.common.checkpoint import load_checkpoint
-from reproductions.common.models import build_model
-from reproductions.common.trainer import CHECKPOINT_FORMAT
+from reproductions.engine.checkpoint import load_checkpoint
+from reproductions.engine.trainer import CHECKPOINT_FORMAT
+from reproductions.tasks.models import build_model
 
 __all__ = ["LoadReport", "backbone_from_config", "freeze_resnet_stages", "load_backbone_weights", "read_state_dict"]
 
@@ -148,9 +148,9 @@ def backbone_from_config(
     log: Any = print,
 ) -> nn.Module:
     """The ResNet or ResNeXt a dense task's ``model`` section asks for (``backbone``: any
-    :data:`reproductions.common.models.ARCHITECTURES` ResNet name; ``norm``, ``norm_kwargs``,
+    :data:`reproductions.tasks.models.ARCHITECTURES` ResNet name; ``norm``, ``norm_kwargs``,
     ``conv``, ``conv_kwargs``, ``zero_init_residual``), built by
-    :func:`reproductions.common.models.build_model` (so ``sync_bn`` and virtual devices apply as in
+    :func:`reproductions.tasks.models.build_model` (so ``sync_bn`` and virtual devices apply as in
     classification), with the ``pretrained`` weights loaded; ``log`` receives the load report."""
     resnet = build_model(
         {

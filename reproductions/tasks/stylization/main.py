@@ -7,7 +7,7 @@ is trained against a frozen VGG-19 loss network,
           + \lambda_s \sum_{l \in S} \lVert G_l(\hat y) - G_l(s) \rVert_F^2 + \lambda_{tv} TV(\hat y),
 
 with :math:`\hat y = g(y)`, :math:`G_l` the Gram matrices normalized by :math:`C_l H_l W_l` (the losses
-and the loss-network wrapper are those of :mod:`reproductions.common.stylization_cpu`, shared with the
+and the loss-network wrapper are those of :mod:`reproductions.tasks.stylization.losses`, shared with the
 CPU-scale experiment). The official layers: content ``relu4_2``, style ``relu1_1, relu2_1, relu3_1,
 relu4_1`` (``train.lua`` defaults); the README's "these parameters work for me" set is
 ``configs/style/works_for_me_*.yaml``.
@@ -51,14 +51,12 @@ from torchvision.transforms import functional as TF
 from torchvision.utils import make_grid
 
 import normcore.models
-from reproductions.common import atomic
-from reproductions.common import checkpoint as ckpt
-from reproductions.common.cli import config_from_args, default_out_dir, engine_parser
-from reproductions.common.datasets import IMAGE_EXTENSIONS, DataError, _load_image
-from reproductions.common.distributed import cleanup, get_env, print0, unwrap_model
-from reproductions.common.precision import Precision
-from reproductions.common.pretrained import read_state_dict
-from reproductions.common.recipe import (
+from reproductions.engine import atomic
+from reproductions.engine import checkpoint as ckpt
+from reproductions.engine.cli import config_from_args, default_out_dir, engine_parser
+from reproductions.engine.distributed import cleanup, get_env, print0, unwrap_model
+from reproductions.engine.precision import Precision
+from reproductions.engine.session import (
     Session,
     describe_run,
     optimizer_from_config,
@@ -68,7 +66,10 @@ from reproductions.common.recipe import (
     trainer_from_config,
     write_summary,
 )
-from reproductions.common.stylization_cpu import (
+from reproductions.engine.trainer import prepare_model
+from reproductions.tasks.classification.data import IMAGE_EXTENSIONS, DataError, _load_image
+from reproductions.tasks.pretrained import read_state_dict
+from reproductions.tasks.stylization.losses import (
     LossNetwork,
     content_loss,
     gram_matrix,
@@ -78,7 +79,6 @@ from reproductions.common.stylization_cpu import (
     total_variation,
     vgg19_weights_path,
 )
-from reproductions.common.trainer import prepare_model
 
 __all__ = [
     "ARCHITECTURES",
@@ -252,7 +252,7 @@ def _image_files(root: str | os.PathLike | None) -> list[Path]:
 
 class ContentImages(Dataset):
     """``length`` training samples, each a content image drawn uniformly from ``files`` with torch's RNG
-    (seeded per sample by :class:`~reproductions.common.sampling.SeededDataset`), resized so its shorter
+    (seeded per sample by :class:`~reproductions.engine.sampling.SeededDataset`), resized so its shorter
     side is ``size`` and cropped to ``size x size`` at a random position."""
 
     def __init__(self, files: Sequence[Path], size: int, length: int) -> None:

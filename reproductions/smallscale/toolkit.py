@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from reproductions.common import manifest as manifest_mod
-from reproductions.common.results import stat, write_results
+from reproductions.claims import provenance as manifest_mod
+from reproductions.claims.results import stat, write_results
 
 __all__ = [
     "Dataset",
@@ -488,7 +488,7 @@ def save_figure(fig: Any, path: Path) -> str:
 
     import matplotlib.pyplot as plt
 
-    from reproductions.common.atomic import write_bytes
+    from reproductions.engine.atomic import write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")

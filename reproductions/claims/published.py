@@ -5,11 +5,11 @@ Every entry names its source (paper section, ``owner/repo:path`` or URL) and a c
 entry whose value the sources do not give has ``value: null`` and a ``note`` saying so, so reports
 can write "the paper gives no number" instead of inventing one.
 
->>> from reproductions.common.published import published_value
+>>> from reproductions.claims.published import published_value
 >>> published_value("group_norm", "gn.table2.bn.2")["value"]
 34.7
 
-Command line: ``python -m reproductions.common.published [PAPER [ID]]`` lists the papers, the ids of
+Command line: ``python -m reproductions.claims.published [PAPER [ID]]`` lists the papers, the ids of
 one paper, or prints one entry; ``--check`` validates every file.
 """
 
@@ -24,7 +24,7 @@ from collections import Counter
 from functools import cache
 from typing import Any
 
-from reproductions.common.manifest import REPO_ROOT
+from reproductions.claims.provenance import REPO_ROOT
 
 __all__ = [
     "PAPERS_DIR",
@@ -101,7 +101,7 @@ def published_value(paper: str, entry_id: str) -> dict[str, Any]:
         hint = f" Closest ids: {', '.join(close)}." if close else ""
         raise KeyError(
             f"no entry {entry_id!r} in papers/{paper}/{_FILE}.{hint} "
-            f"List them with: python -m reproductions.common.published {paper}"
+            f"List them with: python -m reproductions.claims.published {paper}"
         )
     return copy.deepcopy(entries[entry_id])
 

@@ -1,7 +1,7 @@
 """Config sections -> engine objects: the session (process group, seed, run folder), data loaders, the
 optimizer with the linearly scaled LR, the LR scheduler, and the run summary.
 
-A task script is then a few lines (see :mod:`reproductions.common.classification`)::
+A task script is then a few lines (see :mod:`reproductions.tasks.classification.main`)::
 
     run = start_session(cfg, out_dir)                       # distributed setup, seed, batch sizes
     model = prepare_model(build(cfg), run.env, channels_last=..., compile=...)
@@ -25,13 +25,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from reproductions.common import atomic
-from reproductions.common.distributed import DistEnv, cleanup, init_distributed, print0
-from reproductions.common.manifest import build_manifest
-from reproductions.common.optim import build_optimizer
-from reproductions.common.sampling import GlobalBatchSampler, SeededDataset, ShardSampler
-from reproductions.common.schedules import build_scheduler, scaled_lr
-from reproductions.common.trainer import Trainer, batch_report, seed_all
+from reproductions.claims.provenance import build_manifest
+from reproductions.engine import atomic
+from reproductions.engine.distributed import DistEnv, cleanup, init_distributed, print0
+from reproductions.engine.optim import build_optimizer
+from reproductions.engine.sampling import GlobalBatchSampler, SeededDataset, ShardSampler
+from reproductions.engine.schedules import build_scheduler, scaled_lr
+from reproductions.engine.trainer import Trainer, batch_report, seed_all
 
 __all__ = [
     "Session",
@@ -78,7 +78,7 @@ def start_session(cfg: Mapping[str, Any], out_dir: str | Path, *, batch_key: str
     ``out_dir`` and write ``manifest.json`` there (rank 0)."""
     import torch.distributed as dist
 
-    from reproductions.common.config import get
+    from reproductions.engine.config import get
 
     train = cfg["train"]
     owns = not (dist.is_available() and dist.is_initialized())

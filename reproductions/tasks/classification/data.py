@@ -8,7 +8,7 @@ ImageNet layout (what ``--data PATH`` points at)::
 
 The ILSVRC2012 validation tarball unpacks *flat* (``val/ILSVRC2012_val_00000001.JPEG`` ...); the check
 detects it and prints the fix, which :func:`sort_flat_val` performs given the ground truth
-(``python -m reproductions.common.datasets sort-val PATH/val LOC_val_solution.csv``).
+(``python -m reproductions.tasks.classification.data sort-val PATH/val LOC_val_solution.csv``).
 
 Augmentation (``augment`` section of a config):
 
@@ -189,7 +189,7 @@ def check_image_folder(root: str | os.PathLike, splits: Sequence[str] = ("train"
             raise DataError(
                 f"{folder} holds {count} images directly, without class folders: this is the flat layout of the "
                 f"ILSVRC2012 validation tarball. Sort it into class folders with the ground truth, e.g.\n"
-                f"  python -m reproductions.common.datasets sort-val {folder} LOC_val_solution.csv\n"
+                f"  python -m reproductions.tasks.classification.data sort-val {folder} LOC_val_solution.csv\n"
                 f"(LOC_val_solution.csv from the Kaggle ImageNet download, or any 'filename,wnid' CSV)."
             )
         if not names:

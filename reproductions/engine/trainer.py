@@ -6,11 +6,11 @@ A task (classification, detection, segmentation, stylization) supplies four thin
 * a model (on the device: :func:`prepare_model` wraps it in DDP / compile),
 * ``loss_fn(model, batch) -> (loss, {"name": float_tensor_or_number, ...})``, called under autocast;
   the batch is already on the device (moved by ``to_device``, default :func:`move_to_device`),
-* a ``train_loader`` whose batch sampler is a :class:`~reproductions.common.sampling.GlobalBatchSampler`
+* a ``train_loader`` whose batch sampler is a :class:`~reproductions.engine.sampling.GlobalBatchSampler`
   (the trainer calls ``set_epoch`` on it),
 * optionally ``evaluate(model) -> {"metric": float}`` run after each epoch (every rank calls it; it
   must return the same reduced numbers on every rank, e.g. with
-  :func:`~reproductions.common.distributed.all_reduce_sum`).
+  :func:`~reproductions.engine.distributed.all_reduce_sum`).
 
 Gradient accumulation: ``accum_steps`` micro-batches per optimizer step, each loss divided by
 ``accum_steps`` (so the gradient is the mean over the whole step's images), DDP's all-reduce skipped
@@ -18,7 +18,7 @@ Gradient accumulation: ``accum_steps`` micro-batches per optimizer step, each lo
 normalizes over (:func:`batch_report` says so).
 
 Checkpoint every epoch (rank 0 writes; every rank's RNG state is gathered into it): see
-:mod:`reproductions.common.checkpoint`. Resuming restores model, optimizer, scheduler, scaler, RNGs,
+:mod:`reproductions.engine.checkpoint`. Resuming restores model, optimizer, scheduler, scaler, RNGs,
 the step counter and the metric history, and continues with the next epoch: the result is
 bit-identical to an uninterrupted run (the sampler's order and every sample's augmentation depend only
 on seed, epoch and index).
@@ -39,17 +39,17 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import normcore
-from reproductions.common import checkpoint as ckpt
-from reproductions.common.distributed import (
+from reproductions.engine import checkpoint as ckpt
+from reproductions.engine.distributed import (
     DistEnv,
     all_gather_object,
     all_reduce_sum,
     barrier,
     unwrap_model,
 )
-from reproductions.common.logs import RunLog, format_metrics, progress
-from reproductions.common.precision import Precision
-from reproductions.common.sampling import GlobalBatchSampler
+from reproductions.engine.logs import RunLog, format_metrics, progress
+from reproductions.engine.precision import Precision
+from reproductions.engine.sampling import GlobalBatchSampler
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -107,7 +107,7 @@ def prepare_model(
 ) -> nn.Module:
     """Move to the device, optionally to channels_last, wrap in DDP when distributed (BN buffers of
     rank 0 are broadcast each step, PyTorch's default), optionally ``torch.compile``. Returns the
-    module to train; :func:`~reproductions.common.distributed.unwrap_model` gives back the plain one."""
+    module to train; :func:`~reproductions.engine.distributed.unwrap_model` gives back the plain one."""
     model = model.to(env.device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -165,8 +165,8 @@ class Trainer:
     Args:
         model: the module to train, as returned by :func:`prepare_model`.
         optimizer, scheduler: the scheduler is stepped after every optimizer step.
-        precision: autocast and GradScaler (:class:`~reproductions.common.precision.Precision`).
-        env: the process's :class:`~reproductions.common.distributed.DistEnv`.
+        precision: autocast and GradScaler (:class:`~reproductions.engine.precision.Precision`).
+        env: the process's :class:`~reproductions.engine.distributed.DistEnv`.
         train_loader: its ``batch_sampler`` must be a ``GlobalBatchSampler``.
         loss_fn: ``loss_fn(model, batch) -> (loss, metrics)``.
         epochs: total epochs.
@@ -305,7 +305,7 @@ class Trainer:
             self.log.line("warning: resuming with a config that differs from the checkpoint's: " + "; ".join(changed))
 
     def resume(self, path: Path | None, *, trusted: bool = False) -> None:
-        """Load ``path`` if given (see :func:`~reproductions.common.checkpoint.resolve_resume`)."""
+        """Load ``path`` if given (see :func:`~reproductions.engine.checkpoint.resolve_resume`)."""
         if path is None:
             return
         state = ckpt.load_checkpoint(path, trusted=trusted, map_location="cpu")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reproductions.common.atomic import atomic_write
+from reproductions.engine.atomic import atomic_write
 
 __all__ = [
     "CHECKPOINT_NAME",

@@ -37,7 +37,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
-from reproductions.common.datasets import IMAGENET_MEAN, IMAGENET_STD, DataError, _load_image
+from reproductions.tasks.classification.data import IMAGENET_MEAN, IMAGENET_STD, DataError, _load_image
 
 __all__ = [
     "IGNORE_INDEX",
@@ -154,7 +154,7 @@ class VOCSegmentation(Dataset):
     """One VOC split as ``(image, label)`` pairs: ``image`` a normalized float ``(3, H, W)`` tensor,
     ``label`` an int64 ``(H, W)`` tensor of class indices with 255 = ignore. With ``train=True`` the
     augmentation of the module docstring, drawn from torch's RNG (reproducible under
-    :class:`~reproductions.common.sampling.SeededDataset`), and every sample is ``crop_size`` square."""
+    :class:`~reproductions.engine.sampling.SeededDataset`), and every sample is ``crop_size`` square."""
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ The protocol follows the GN paper's ImageNet recipe (Wu & He 2018, §4.1), scale
 
 * D = 8 devices with ``images_per_device`` images each: a forward pass sees :math:`8b` images, and
   batch-dependent norms compute their statistics per device (``virtual_devices=D``; BN's running
-  statistics are those of device 0, what DDP keeps: :func:`reproductions.common.models.build_model`);
+  statistics are those of device 0, what DDP keeps: :func:`reproductions.tasks.models.build_model`);
 * SGD with momentum 0.9, weight decay 1e-4 on **every** parameter including :math:`\gamma, \beta`;
 * linear LR scaling (Goyal et al. 2017, §2.1), :math:`\eta = \eta_{256} \cdot B / 256` for B images per
   optimizer step, the **same number of epochs for every batch size** (small batches take more steps),
@@ -44,12 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reproductions.common import cpu
-from reproductions.common.cpu import Dataset, Timer, seed_everything
-from reproductions.common.models import build_model, norm_name
-from reproductions.common.optim import build_optimizer
-from reproductions.common.results import stat
-from reproductions.common.schedules import build_scheduler, scaled_lr
+from reproductions.claims.results import stat
+from reproductions.engine.optim import build_optimizer
+from reproductions.engine.schedules import build_scheduler, scaled_lr
+from reproductions.smallscale import toolkit as cpu
+from reproductions.smallscale.toolkit import Dataset, Timer, seed_everything
+from reproductions.tasks.models import build_model, norm_name
 
 __all__ = [
     "RULE_EQUIVALENT",
@@ -169,7 +169,7 @@ def standardize_images(data: Dataset) -> Dataset:
 
 def image_dataset(data: str | None = None, train_images: int | None = None, upsample: int = 1) -> Dataset:
     """The experiments' images as standardized ``(N, 1, H, W)`` tensors: the 8x8 digits of scikit-learn
-    (default), or the full MNIST at 28x28 from the folder ``data`` (:func:`reproductions.common.cpu.mnist`).
+    (default), or the full MNIST at 28x28 from the folder ``data`` (:func:`reproductions.smallscale.toolkit.mnist`).
     ``train_images`` keeps the first that many training images (quick mode; the split is already
     shuffled); ``upsample`` enlarges every image by an integer factor (bilinear)."""
     if data is None:
@@ -325,7 +325,7 @@ def _cost(setup: ClassifierSetup, schedule: ClassifierSchedule, n: int) -> float
 
 
 def default_workers() -> int:
-    """The worker processes :func:`reproductions.common.cpu.parallel_map` uses by default: one per core, at
+    """The worker processes :func:`reproductions.smallscale.toolkit.parallel_map` uses by default: one per core, at
     most 2 (recorded in the results' config)."""
     return min(2, os.cpu_count() or 1)
 
@@ -340,7 +340,7 @@ def train_many(
     desc: str = "runs",
 ) -> dict[str, list[RunRecord]]:
     """Train every setting with every seed, one thread per run, on ``workers`` processes
-    (:func:`reproductions.common.cpu.parallel_map`, longest runs first, one progress bar in epochs); returns
+    (:func:`reproductions.smallscale.toolkit.parallel_map`, longest runs first, one progress bar in epochs); returns
     ``{label: [record per seed, in seed order]}`` and prints a one-line summary per setting."""
     labels = [s.label for s in setups]
     if len(set(labels)) != len(labels):

@@ -18,7 +18,7 @@ the only augmentation is a horizontal flip with probability 0.5; resizing (short
 at most 1333) happens in the model (``GeneralizedRCNNTransform``). Category ids are mapped to
 contiguous labels ``1..K`` (0 is background) and back for evaluation.
 
-Command line: ``python -m reproductions.common.coco_data check PATH [--split val2017]`` validates an
+Command line: ``python -m reproductions.tasks.detection.coco_data check PATH [--split val2017]`` validates an
 annotation file and its images and prints what it found.
 """
 
@@ -42,7 +42,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
-from reproductions.common.datasets import DataError, _load_image
+from reproductions.tasks.classification.data import DataError, _load_image
 
 __all__ = [
     "CocoInstances",
@@ -276,7 +276,7 @@ class CocoInstances(Dataset):
     x1, y1, x2, y2), ``labels`` (contiguous 1..K), ``masks`` (``(N, H, W)`` uint8), ``image_id``,
     ``area`` and ``iscrowd``. With ``train=True`` crowd annotations and empty boxes are dropped,
     images without objects are skipped, and images are flipped with probability ``flip_prob`` (drawn
-    from torch's RNG, so :class:`~reproductions.common.sampling.SeededDataset` makes it reproducible).
+    from torch's RNG, so :class:`~reproductions.engine.sampling.SeededDataset` makes it reproducible).
 
     Args:
         root: the COCO folder; split: e.g. ``train2017``.
