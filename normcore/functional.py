@@ -24,12 +24,23 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from normcore._numerics import (
+    SHIFT_RATIO,
+    affine_in,
+    as_input_dtype,
+    batch_norm_guarded,
+    fp32,
+    group_norm_guarded,
+    instance_norm_guarded,
+    standardize_weight,
+)
 from normcore._validation import LOW_PRECISION
 
 __all__ = [
     "RELU_MEAN",
     "RELU_STD",
     "RELU_VAR",
+    "SHIFT_RATIO",
     "WS_VARIANTS",
     "WSFormula",
     "batch_channel_norm",
@@ -53,37 +64,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------
-def _as_input_dtype(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Return ``out`` in ``x``'s dtype (autocast runs group/layer norm in float32)."""
-    return out if out.dtype == x.dtype else out.to(x.dtype)
-
-
-def _channels_last_format(x: torch.Tensor) -> torch.memory_format | None:
-    """``torch.channels_last`` / ``torch.channels_last_3d`` if ``x`` is stored in that layout (and not
-    also plainly contiguous, as tensors with C = 1 or one spatial position are), else ``None``."""
-    if x.is_contiguous():
-        return None
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
-        return torch.channels_last_3d
-    return None
-
-
-def _affine_in(x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor | None:
-    """Affine parameters for the native GN/LN kernels: same dtype as the input, as the kernels need."""
-    if t is None or t.dtype == x.dtype or torch.is_autocast_enabled(x.device.type):
-        return t
-    return t.to(x.dtype)
-
-
-def _fp32(t: torch.Tensor | None) -> torch.Tensor | None:
-    """Low-precision parameters as float32 (the native BN kernels take fp32 params with fp16 input)."""
-    if t is None or t.dtype not in LOW_PRECISION:
-        return t
-    return t.float()
-
-
 def moments(
     x: torch.Tensor, dims: int | tuple[int, ...], *, correction: int = 0, keepdim: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,36 +76,6 @@ def moments(
     xf = x.float() if x.dtype in LOW_PRECISION else x
     var, mean = torch.var_mean(xf, dim=dims, correction=correction, keepdim=keepdim)
     return mean, var
-
-
-SHIFT_RATIO = 1e3
-r"""Above this :math:`|\mu| / \sigma` of a normalized set, float32 statistics lose more than ~1e-4 of the
-output (values near :math:`\mu` are held only to :math:`\mu \cdot 6 \cdot 10^{-8}`), and normcore
-recomputes them on the input minus a constant the normalization ignores (the "shifted data"
-variance algorithm: :func:`_group_shift`, :func:`_batch_norm_shifted`)."""
-
-
-def _first_position(x: torch.Tensor) -> torch.Tensor:
-    """``x`` at its first spatial position, ``(N, C)``, without gradient."""
-    return x[(slice(None), slice(None)) + (0,) * (x.dim() - 2)].detach()
-
-
-def _checks_statistics(x: torch.Tensor) -> bool:
-    """Whether normcore checks a native kernel's statistics for a large mean (CPU, eager, not
-    autocast, non-empty): on CUDA the check would synchronize, under ``torch.compile`` it would
-    break the graph."""
-    return (
-        x.device.type == "cpu"
-        and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-        and x.numel() > 0
-    )
-
-
-def _large_mean(mean: torch.Tensor, rstd: torch.Tensor, threshold: float = SHIFT_RATIO) -> bool:
-    r"""Whether some normalized set has :math:`|\mu| / \sigma >` ``threshold``."""
-    ratio = mean.detach() * rstd.detach()  # (no autograd graph for the check)
-    return torch.linalg.vector_norm(ratio, math.inf).item() > threshold
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,61 +111,6 @@ def _batch_norm_corrected(
     if bias is not None:
         out = out + bias.view(view)
     return out.to(x.dtype)
-
-
-def _batch_norm_shifted(
-    x: torch.Tensor,
-    running_mean: torch.Tensor | None,
-    running_var: torch.Tensor | None,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    momentum: float,
-    eps: float,
-) -> torch.Tensor:
-    """Training-mode BN of ``x - shift`` with ``shift`` = sample 0 at the first position, per channel
-    (constant, no gradient): the output and gradient are those of ``x`` (BN is invariant to a per-channel
-    constant), the running mean gets the shift back (the variance does not change)."""
-    shift = _first_position(x)[0]
-    view = (1, -1) + (1,) * (x.dim() - 2)
-    # the kernel updates a copy of the running mean: autograd saves the tensor it is given, which the
-    # shift correction below must not modify in place
-    shifted_mean = None if running_mean is None else running_mean.clone()
-    out = F.batch_norm(x - shift.view(view), shifted_mean, running_var, weight, bias, True, momentum, eps)
-    if running_mean is not None and shifted_mean is not None:
-        with torch.no_grad():
-            running_mean.copy_(shifted_mean + momentum * shift.to(running_mean.dtype))
-    return out
-
-
-def _batch_norm_checked(
-    x: torch.Tensor,
-    running_mean: torch.Tensor | None,
-    running_var: torch.Tensor | None,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    momentum: float,
-    eps: float,
-) -> torch.Tensor:
-    """Training-mode native BN whose statistics are checked for a large mean (see :func:`batch_norm`).
-
-    The contiguous kernel's statistics are accurate, so its running estimates are kept and only the
-    output is recomputed. The channels-last kernel sums naively (mean off by ~1e-6 of itself, which
-    also inflates the variance): it is checked at a ratio ten times lower, so that a variance inflated
-    by that error cannot hide a large mean, and its running estimates are recomputed from the shifted
-    input too."""
-    channels_last = _channels_last_format(x) is not None
-    backup = None
-    if channels_last and running_mean is not None and running_var is not None:
-        backup = running_mean.clone(), running_var.clone()
-    out, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
-    if not _large_mean(mean, invstd, SHIFT_RATIO / 10 if channels_last else SHIFT_RATIO):
-        return out
-    if backup is None:
-        return _batch_norm_shifted(x, None, None, weight, bias, momentum, eps)
-    with torch.no_grad():
-        running_mean.copy_(backup[0])  # type: ignore[union-attr]
-        running_var.copy_(backup[1])  # type: ignore[union-attr]
-    return _batch_norm_shifted(x, running_mean, running_var, weight, bias, momentum, eps)
 
 
 def batch_norm(
@@ -259,14 +154,12 @@ def batch_norm(
     per-slice updates, ``"first"`` keeps slice 0's, which is what ``DistributedDataParallel`` with
     ``broadcast_buffers=True`` ends with (rank 0's buffers are broadcast every step).
     """
-    weight, bias = _fp32(weight), _fp32(bias)
+    weight, bias = fp32(weight), fp32(bias)
 
     def one(s: torch.Tensor, rm: torch.Tensor | None, rv: torch.Tensor | None) -> torch.Tensor:
         if training and correction != 0:
             return _batch_norm_corrected(s, rm, rv, weight, bias, momentum, eps, correction)
-        if not (training and _checks_statistics(s) and s.numel() > s.shape[1]):
-            return F.batch_norm(s, rm, rv, weight, bias, training, momentum, eps)
-        return _batch_norm_checked(s, rm, rv, weight, bias, momentum, eps)
+        return batch_norm_guarded(s, rm, rv, weight, bias, training, momentum, eps)
 
     if not training or virtual_devices == 1:
         return one(x, running_mean, running_var)
@@ -290,19 +183,6 @@ def batch_norm(
 # --------------------------------------------------------------------------------------------------
 # Layer / Instance / Group Normalization
 # --------------------------------------------------------------------------------------------------
-def _group_shift(x: torch.Tensor, num_groups: int) -> torch.Tensor:
-    """A per-(sample, group) constant close to each group's mean: the mean over the group's channels at
-    the first spatial position, broadcastable against ``x`` and without gradient.
-
-    Group normalization is invariant to adding a constant to a whole group, so
-    ``group_norm(x - shift) == group_norm(x)`` exactly and the gradient is unchanged (the shift is
-    constant), while the statistics of ``x - shift`` are of values within a few standard deviations
-    of 0: float32 sums and E[x^2] - E[x]^2 both stay accurate (the "shifted data" variance algorithm)."""
-    n, c = x.shape[:2]
-    groups = _first_position(x).reshape(n, num_groups, c // num_groups).mean(dim=2)
-    return groups.repeat_interleave(c // num_groups, dim=1).reshape((n, c) + (1,) * (x.dim() - 2))
-
-
 def group_norm(
     x: torch.Tensor,
     num_groups: int,
@@ -321,27 +201,15 @@ def group_norm(
 
     * the contiguous kernel's float32 accumulation is off by up to 2.4e-3 there; the kernel returns
       each group's mean and 1/std, and when any :math:`|\mu| / \sigma` exceeds :data:`SHIFT_RATIO` the
-      group is renormalized from ``x - shift`` (:func:`_group_shift`), which group normalization does
-      not change; ordinary inputs pay only the check, one small reduction and a host read (CPU eager
-      only, see :func:`_checks_statistics`);
+      group is renormalized from ``x - shift``, which group normalization does not change
+      (:func:`normcore._numerics.group_norm_guarded`); ordinary inputs pay only the check, one small
+      reduction and a host read (CPU eager only, see :func:`normcore._numerics.checks_statistics`);
     * the CPU channels-last kernel computes the variance as :math:`E[x^2] - E[x]^2` (off by ~1e3 there),
       so channels-last CPU input is always shifted first (one elementwise pass, output channels-last);
       on CUDA the channels-last kernel returns NCHW (pytorch/pytorch#111824), so the output is converted
       back to channels-last.
     """
-    w, b = _affine_in(x, weight), _affine_in(x, bias)
-    fmt = _channels_last_format(x)
-    if fmt is not None and x.device.type == "cpu":
-        return _as_input_dtype(F.group_norm(x - _group_shift(x, num_groups), num_groups, w, b, eps), x)
-    if fmt is not None:
-        return group_norm(x.contiguous(), num_groups, weight, bias, eps).contiguous(memory_format=fmt)
-    if not _checks_statistics(x):
-        return _as_input_dtype(F.group_norm(x, num_groups, w, b, eps), x)
-    n, c = x.shape[:2]
-    out, mean, rstd = torch.native_group_norm(x, w, b, n, c, math.prod(x.shape[2:]), num_groups, eps)
-    if _large_mean(mean, rstd):
-        out = F.group_norm(x - _group_shift(x, num_groups), num_groups, w, b, eps)
-    return _as_input_dtype(out, x)
+    return group_norm_guarded(x, num_groups, weight, bias, eps)
 
 
 def layer_norm(
@@ -368,8 +236,8 @@ def feature_layer_norm(
     eps = 1e-5 inside the square root as in the official code (``ryankiros/layer-norm:layers.py``);
     the paper's Eq. 4 writes no eps. Native ``F.layer_norm``.
     """
-    out = F.layer_norm(x, (x.shape[-1],), _affine_in(x, weight), _affine_in(x, bias), eps)
-    return _as_input_dtype(out, x)
+    out = F.layer_norm(x, (x.shape[-1],), affine_in(x, weight), affine_in(x, bias), eps)
+    return as_input_dtype(out, x)
 
 
 def instance_norm(
@@ -397,17 +265,7 @@ def instance_norm(
         # (torch.instance_norm with running statistics raises IndexError on an empty batch; there is
         # nothing to normalize or to count, and the group-norm kernel returns the empty output.)
         return group_norm(x, x.shape[1], weight, bias, eps)
-    shift = None
-    if use_input_stats and _checks_statistics(x):  # the kernel behind it is contiguous BN's: see batch_norm
-        shift = _first_position(x)
-        x = x - shift.view(shift.shape + (1,) * (x.dim() - 2))
-    shifted_mean = running_mean if shift is None or running_mean is None else running_mean.clone()  # see BN's
-    out = F.instance_norm(x, shifted_mean, running_var, _fp32(weight), _fp32(bias), use_input_stats, momentum, eps)
-    if shift is not None and running_mean is not None and shifted_mean is not None:
-        with torch.no_grad():  # each instance's mean moved by its shift; the variances did not
-            running_mean.copy_(shifted_mean + momentum * shift.mean(dim=0).to(running_mean.dtype))
-    fmt = _channels_last_format(x)
-    return out if fmt is None else out.contiguous(memory_format=fmt)
+    return instance_norm_guarded(x, weight, bias, eps, running_mean, running_var, use_input_stats, momentum)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -468,68 +326,6 @@ def ws_formula(variant: str) -> WSFormula:
         ) from None
 
 
-def _standardize(w: torch.Tensor, formula: WSFormula, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The WS forward, op for op the official code: returns the standardized weight, the per-filter
-    divisor d (std + eps, or sqrt(var + eps)) and the per-filter root t (std, or d itself)."""
-    mean = w
-    for d in range(1, w.dim()):
-        mean = mean.mean(dim=d, keepdim=True)
-    centred = w - mean
-    flat = centred.reshape(centred.shape[0], -1)
-    view = (-1,) + (1,) * (w.dim() - 1)
-    correction = 1 if formula.unbiased else 0
-    if formula.eps_inside_sqrt:
-        root = (flat.var(dim=1, correction=correction) + eps).sqrt().view(view)
-        denom = root
-    else:
-        root = flat.std(dim=1, correction=correction).view(view)
-        denom = root + eps
-    return centred / denom, denom, root
-
-
-class _WeightStandardize(torch.autograd.Function):
-    r"""Weight standardization with a hand-derived backward (same forward ops, so the same values).
-
-    With :math:`\hat W = (W - \mu)/d` per filter of n weights, :math:`d = t + \epsilon` (eps outside)
-    or :math:`d = t = \sqrt{v + \epsilon}` (inside), and :math:`v` the variance with correction c:
-
-    .. math:: \frac{\partial L}{\partial W} = \frac{g - \bar g}{d}
-              - \hat W \, \frac{\sum_j g_j \hat W_j}{(n - c)\, t}
-
-    Four passes over the weight instead of the ~ten that autograd takes through the composite ops
-    (profiled on CPU: WS forward+backward 1.5-1.9x faster). When a graph of the backward itself is
-    requested (``create_graph=True``, e.g. a gradient penalty), the backward differentiates the plain
-    formula instead, so higher derivatives stay exact.
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(w: torch.Tensor, formula: WSFormula, eps: float):  # type: ignore[override]
-        return _standardize(w, formula, eps)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        w, formula, eps = inputs
-        out, denom, root = output
-        ctx.mark_non_differentiable(denom, root)
-        ctx.save_for_backward(w, out, denom, root)
-        ctx.formula, ctx.eps = formula, eps
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor, *_):  # type: ignore[override]
-        w, out, denom, root = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: keep the higher-order graph exact
-            with torch.enable_grad():
-                plain = _standardize(w, ctx.formula, ctx.eps)[0]
-            return torch.autograd.grad(plain, w, g, create_graph=True)[0], None, None
-        dims = tuple(range(1, w.dim()))
-        n = out[0].numel() - (1 if ctx.formula.unbiased else 0)
-        coef = (g * out).sum(dim=dims, keepdim=True) / (n * root)
-        grad = (g - g.mean(dim=dims, keepdim=True)) / denom
-        return grad.sub_(out * coef), None, None
-
-
 def weight_standardize(weight: torch.Tensor, variant: str = "official", eps: float | None = None) -> torch.Tensor:
     r"""Standardize each output filter of a conv weight ``(C_out, C_in/groups, *kernel)`` (WS §3):
 
@@ -543,7 +339,7 @@ def weight_standardize(weight: torch.Tensor, variant: str = "official", eps: flo
 
     The computation follows the official code step by step (nested means over the non-output
     dimensions, then the std of the centred weight), so ``"official"`` is bit-exact to it; the
-    gradient comes from the closed form in :class:`_WeightStandardize` in eager mode; under
+    gradient comes from the closed form in :class:`normcore._numerics._WeightStandardize` in eager mode; under
     ``torch.compile`` the plain formula is traced instead and autograd differentiates it (the compiler
     fuses its small kernels; torch 2.11's dynamo failed on the custom Function inside a ResNet with an
     AssertionError in ``handle_saved_tensors_wiring``). Low precision weights are standardized in
@@ -552,10 +348,7 @@ def weight_standardize(weight: torch.Tensor, variant: str = "official", eps: flo
     formula = ws_formula(variant)
     eps = formula.eps if eps is None else eps
     w = weight.float() if weight.dtype in LOW_PRECISION else weight
-    if torch.is_grad_enabled() and w.requires_grad and not torch.compiler.is_compiling():
-        out = _WeightStandardize.apply(w, formula, eps)[0]
-    else:
-        out = _standardize(w, formula, eps)[0]
+    out = standardize_weight(w, formula, eps)
     return out if out.dtype == weight.dtype else out.to(weight.dtype)
 
 
@@ -616,7 +409,7 @@ def estimated_batch_norm(
             batch_var = (xf - running_mean.view(view)).square().mean(dim=dims)
             running_mean.mul_(1 - moving_speed).add_(moving_speed * batch_mean)
             running_var.mul_(1 - moving_speed).add_(moving_speed * batch_var)
-    return F.batch_norm(x, running_mean, running_var, _fp32(weight), _fp32(bias), False, 0.0, eps)
+    return F.batch_norm(x, running_mean, running_var, fp32(weight), fp32(bias), False, 0.0, eps)
 
 
 def batch_channel_norm(
