@@ -17,6 +17,7 @@ from fixtures.coco import make_coco_dataset
 from torch import nn
 
 import normcore
+from reproductions.engine.cli import config_from_args, engine_parser
 from reproductions.engine.trainer import CHECKPOINT_FORMAT
 from reproductions.tasks.classification.data import DataError
 from reproductions.tasks.detection import main as detection
@@ -366,8 +367,8 @@ def test_train_evaluate_and_resume_exactly(coco_root, tmp_path, monkeypatch):
 )
 def test_every_coco_config_loads_and_names_its_published_row(path):
     paper = path.parents[2].name
-    cfg = detection.config_from_args(
-        detection.engine_parser("x").parse_args(["--config", str(path)]), detection.DETECTION_DEFAULTS
+    cfg = config_from_args(
+        engine_parser("x").parse_args(["--config", str(path)]), detection.DETECTION_DEFAULTS
     )
     assert cfg["paper"] == paper and cfg["name"] and cfg["paper_ref"]
     check_published(cfg, paper)

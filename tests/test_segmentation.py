@@ -18,6 +18,7 @@ from PIL import Image
 from torch import nn
 
 import normcore
+from reproductions.engine.cli import config_from_args, engine_parser
 from reproductions.tasks.classification.data import DataError
 from reproductions.tasks.segmentation import main as seg
 from reproductions.tasks.segmentation.voc_data import IGNORE_INDEX, VOCSegmentation, read_mask, voc_palette
@@ -211,7 +212,7 @@ def test_train_evaluate_and_resume_exactly(voc_root, tmp_path, monkeypatch):
 )
 def test_every_voc_config_loads_and_names_its_published_row(path):
     paper = path.parents[2].name
-    cfg = seg.config_from_args(seg.engine_parser("x").parse_args(["--config", str(path)]), seg.SEGMENTATION_DEFAULTS)
+    cfg = config_from_args(engine_parser("x").parse_args(["--config", str(path)]), seg.SEGMENTATION_DEFAULTS)
     assert cfg["paper"] == paper and cfg["name"] and cfg["paper_ref"]
     check_published(cfg, paper)
     assert cfg["model"]["backbone"] == "resnet101" and cfg["data"]["crop_size"] == 513

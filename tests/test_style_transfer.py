@@ -15,6 +15,7 @@ from dense_helpers import REPO, check_published, crash_after_epoch
 from PIL import Image
 from torchvision.models import vgg as tv_vgg
 
+from reproductions.engine.cli import config_from_args, engine_parser
 from reproductions.tasks.classification.data import DataError
 from reproductions.tasks.stylization import main as sty
 from reproductions.tasks.stylization.losses import VGG19_LAYERS
@@ -162,8 +163,7 @@ def test_style_configs_load_and_follow_texture_nets():
         "works_for_me_johnson_in",
     }
     for path in paths:
-        parser = sty.engine_parser("x")
-        cfg = sty.config_from_args(parser.parse_args(["--config", str(path)]), sty.STYLIZATION_DEFAULTS)
+        cfg = config_from_args(engine_parser("x").parse_args(["--config", str(path)]), sty.STYLIZATION_DEFAULTS)
         check_published(cfg, "instance_norm")
         assert cfg["loss"]["content_layers"] == ["relu4_2"]
         if path.stem.startswith("works_for_me"):

@@ -1,11 +1,17 @@
-"""Shared pieces of every reproduction: atomic I/O, the environment manifest, the results schema, the
-CPU-experiment toolkit, and the full-scale training engine.
+"""The task-agnostic full-scale training engine: process group, config and command line, mixed
+precision, samplers, schedules, optimizers, logs, atomic checkpoints with exact resume, the trainer, and
+the one entry point every task calls. The tasks themselves live in :mod:`reproductions.tasks`.
 
 Engine API
 ==========
 
-Task-agnostic (detection, segmentation and stylization build on these; do not fork them):
-
+``entry``
+    ``run_task(task, argv, paper=, description=)``: parse -> config -> session -> build -> train ->
+    evaluate -> ``summary.json`` -> end the session once (a process group the caller created survives).
+    ``Task(name, defaults, build, description=, add_arguments=, flag_keys=, prepare=, eval_only=)``,
+    ``TaskParts(model, train_set, loss_fn, evaluate=, collate_fn=, images_in_batch=, summarize=,
+    extra_metrics=, report=)``, ``RunContext`` (``cfg``, ``args``, ``paper``, ``run``, ``trainer``,
+    ``prepared``), ``published_text(cfg)``, ``fmt(value)``.
 ``distributed``
     ``init_distributed(device="auto") -> DistEnv`` (torchrun env vars, or one process; NCCL/gloo),
     ``get_env()``, ``print0``, ``warn0``, ``barrier``, ``all_reduce_sum(t)``, ``all_gather_object``,
@@ -21,7 +27,7 @@ Task-agnostic (detection, segmentation and stylization build on these; do not fo
     --set), ``config_from_args(args, task_defaults)``, ``ENGINE_DEFAULTS`` (sections ``train``,
     ``optim``, ``schedule``), ``METADATA_DEFAULTS`` (``name``, ``paper``, ``paper_ref``, ``published``,
     ``notes``), ``default_out_dir``.
-``recipe``
+``session``
     ``start_session(cfg, out_dir) -> Session`` (process group, seeds, manifest.json, batch arithmetic:
     ``per_device_batch``, ``process_batch``, ``total_batch``), ``train_loader(dataset, run,
     collate_fn=)``, ``eval_loader(dataset, run)``, ``optimizer_from_config(cfg, model, total_batch)``
@@ -44,6 +50,8 @@ Task-agnostic (detection, segmentation and stylization build on these; do not fo
     ``save_checkpoint`` (atomic), ``load_checkpoint(path, trusted=False)`` (``weights_only=True``
     unless trusted), ``resolve_resume(resume, out_dir)`` (``auto``), ``capture_rng_state`` /
     ``restore_rng_state``.
+``atomic``
+    ``atomic_write``, ``write_bytes``, ``write_text``, ``write_json`` (temporary file, fsync, rename).
 ``schedules``
     ``build_scheduler(optimizer, kind=step|cosine|poly|constant, steps_per_epoch=, milestones=,
     milestones_unit=epoch|step, warmup=, ...)``, ``LRSchedule``, ``scaled_lr``.
@@ -55,18 +63,19 @@ Task-agnostic (detection, segmentation and stylization build on these; do not fo
 ``logs``
     ``RunLog`` (metrics.jsonl, log.txt), ``progress`` (tqdm on rank 0), ``format_metrics``.
 
-Classification (the task built on the above):
+The tasks (:mod:`reproductions.tasks`), each a :class:`~reproductions.engine.entry.Task`:
 
-``classification``
-    ``main(argv, paper=)`` (what every ``train_imagenet.py`` calls), ``CLASSIFICATION_DEFAULTS``,
-    ``build_from_config(cfg)``, ``evaluate_topk``, ``topk_correct``.
-``models``
-    ``build_model(model_cfg, sync_bn=, virtual_devices=)`` over ``normcore.models``; ``norm_name``.
-``datasets``
-    ``build_classification_datasets``, ``check_image_folder`` (clear errors; flat val/ detection),
-    ``sort_flat_val``, ``train_transform`` / ``eval_transform`` (GoogLeNet-style), ``DataError``.
-``testing``
-    ``make_image_folder(root, ...)``: a generated ImageNet-layout tree of tiny JPEGs for tests.
+``tasks.classification``
+    ``main.main(argv, paper=)`` (what every ``train_imagenet.py`` calls; ``CLASSIFICATION``), and
+    ``data``: ``build_classification_datasets``, ``check_image_folder``, ``sort_flat_val``,
+    ``train_transform`` / ``eval_transform``, ``DataError``.
+``tasks.detection``, ``tasks.segmentation``, ``tasks.stylization``
+    ``DETECTION`` (Mask R-CNN on COCO), ``SEGMENTATION`` (DeepLabv3 on VOC), ``STYLIZATION``
+    (feed-forward style transfer; ``main_stylize`` applies a trained generator).
+``tasks.models``, ``tasks.pretrained``, ``tasks.imagenet_stats``
+    ``build_model`` over ``normcore.models`` and ``norm_name``; ImageNet backbone weights;
+    ``IMAGENET_MEAN`` / ``IMAGENET_STD`` (the one definition every task uses).
 
-See ``reproductions/README.md`` for the command lines.
+Test data in the real formats: ``tests/fixtures`` (``make_image_folder``, ``make_coco_dataset``,
+``make_voc_dataset``). Command lines: ``reproductions/README.md``.
 """

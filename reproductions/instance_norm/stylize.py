@@ -1,6 +1,6 @@
 """Stylize images with a generator trained by ``reproductions.instance_norm.train_style``::
 
-    python -m reproductions.instance_norm.stylize --checkpoint runs/instance_norm/style_johnson_in/checkpoint.pt \
+    python -m reproductions.instance_norm.stylize --checkpoint runs/instance_norm/style_johnson_in/checkpoint.pt \\
         --input photos/ --out stylized/ [--size 512] [--device cuda]
 
 Writes ``<name>_stylized.png`` per input and ``grid.png`` (inputs above, outputs below); outputs of a generator

@@ -3,8 +3,8 @@ generator (the texture network or Johnson et al.'s) with IN or BN against a VGG-
 
 One config per generator and norm in ``configs/style/`` (see ``README.md``, "Style transfer (full scale)")::
 
-    python -m reproductions.instance_norm.train_style \
-        --config reproductions/instance_norm/configs/style/pyramid_in.yaml --data /datasets/coco/train2014 \
+    python -m reproductions.instance_norm.train_style \\
+        --config reproductions/instance_norm/configs/style/pyramid_in.yaml --data /datasets/coco/train2014 \\
         --style style.jpg --vgg-weights vgg19.pth
 
 Then ``python -m reproductions.instance_norm.stylize --checkpoint RUN/checkpoint.pt --input photos/ --out out/``.

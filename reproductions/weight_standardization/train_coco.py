@@ -4,8 +4,8 @@ backbone, the FPN, the 4conv1fc box head and the mask head, as the official mask
 
 One config per README row in ``configs/coco/`` (see ``README.md``, "COCO and VOC (full scale)")::
 
-    python -m reproductions.weight_standardization.train_coco \
-        --config reproductions/weight_standardization/configs/coco/mask_r50_gn_ws_2x.yaml \
+    python -m reproductions.weight_standardization.train_coco \\
+        --config reproductions/weight_standardization/configs/coco/mask_r50_gn_ws_2x.yaml \\
         --data /datasets/coco --set model.pretrained=/weights/R-50-GN-WS.pth.tar
 
 Everything else (flags, checkpoints, logs, evaluation) is :mod:`reproductions.tasks.detection.main`.

@@ -4,8 +4,8 @@ trains it on the 10,582-image train_aug set.
 
 One config per README row in ``configs/voc/`` (see ``README.md``, "COCO and VOC (full scale)")::
 
-    python -m reproductions.weight_standardization.train_voc \
-        --config reproductions/weight_standardization/configs/voc/r101_gn_ws.yaml \
+    python -m reproductions.weight_standardization.train_voc \\
+        --config reproductions/weight_standardization/configs/voc/r101_gn_ws.yaml \\
         --data /datasets/VOCdevkit --set model.pretrained=/weights/R-101-GN-WS.pth.tar
 
 Everything else (flags, checkpoints, logs, evaluation) is :mod:`reproductions.tasks.segmentation.main`.

@@ -42,6 +42,8 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
+from reproductions.tasks.imagenet_stats import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -55,8 +57,6 @@ __all__ = [
     "train_transform",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # PCA of ImageNet RGB pixels (Krizhevsky et al. 2012, §4.1), the values fb.resnet.torch uses.
 _PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
 _PCA_EIGVEC = (

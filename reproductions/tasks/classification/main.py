@@ -21,28 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reproductions.engine import checkpoint as ckpt
-from reproductions.engine.cli import config_from_args, default_out_dir, engine_parser
 from reproductions.engine.distributed import all_reduce_sum, print0
-from reproductions.engine.precision import Precision
-from reproductions.engine.session import (
-    Session,
-    describe_run,
-    end_session,
-    eval_loader,
-    median_of_last,
-    optimizer_from_config,
-    scheduler_from_config,
-    start_session,
-    train_loader,
-    trainer_from_config,
-    write_summary,
-)
-from reproductions.engine.trainer import prepare_model
+from reproductions.engine.entry import RunContext, Task, TaskParts, fmt, run_task
+from reproductions.engine.session import eval_loader, median_of_last
 from reproductions.tasks.classification.data import build_classification_datasets
 from reproductions.tasks.models import build_model
 
-__all__ = ["CLASSIFICATION_DEFAULTS", "build_from_config", "evaluate_topk", "main", "topk_correct"]
+__all__ = ["CLASSIFICATION", "CLASSIFICATION_DEFAULTS", "build_from_config", "evaluate_topk", "main", "topk_correct"]
 
 CLASSIFICATION_DEFAULTS: dict[str, Any] = {
     "model": {
@@ -128,84 +113,64 @@ def build_from_config(cfg: Mapping[str, Any], num_classes: int | None = None) ->
 
 def main(argv: Sequence[str] | None = None, *, paper: str, description: str = "") -> dict[str, Any] | None:
     """Train and evaluate one config; returns the summary metrics on rank 0 (``None`` elsewhere)."""
-    parser = engine_parser(description or f"{paper}: full-scale classification training")
-    args = parser.parse_args(argv)
-    cfg = config_from_args(args, CLASSIFICATION_DEFAULTS)
-    cfg.setdefault("paper", paper)
-    cfg["paper"] = cfg["paper"] or paper
-    if args.print_config:
-        import yaml
-
-        print(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-        return None
-    out_dir = args.out or default_out_dir(cfg, args.config)
-    run = start_session(cfg, out_dir)
-    try:
-        return _train(cfg, args, run)
-    finally:
-        end_session(run)
+    return run_task(CLASSIFICATION, argv, paper=paper, description=description)
 
 
-def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | None:
-    train_cfg = cfg["train"]
+def _build(ctx: RunContext) -> TaskParts:
+    cfg, run = ctx.cfg, ctx.run
+    assert run is not None
     train_set, val_set, num_classes = build_classification_datasets(
         cfg["data"], cfg["augment"], download=bool(cfg["data"].get("download"))
     )
     print0(f"data: {len(train_set)} training and {len(val_set)} validation images, {num_classes} classes")
-    model = build_from_config(cfg, num_classes)
-    describe_run(run, cfg, model)
-    channels_last = bool(train_cfg["channels_last"])
-    model = prepare_model(model, run.env, channels_last=channels_last, compile=bool(train_cfg["compile"]))
-    loader = train_loader(train_set, run)
     val_loader = eval_loader(val_set, run, batch_size=cfg["data"].get("eval_batch_size"))
-    optimizer = optimizer_from_config(cfg, model, run.total_batch)
-    scheduler = scheduler_from_config(cfg, optimizer, loader.batch_sampler.steps_per_epoch)
-    precision = Precision(str(train_cfg["amp"]), run.env.device)
+    channels_last = bool(cfg["train"]["channels_last"])
     smoothing = float(cfg["loss"]["label_smoothing"])
+    n = int(cfg["eval"]["median_last"])
 
     def loss_fn(m: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         images, target = batch
         logits = m(images)
         return F.cross_entropy(logits.float(), target, label_smoothing=smoothing), {}
 
-    trainer = trainer_from_config(
-        cfg,
-        run,
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        precision=precision,
-        train_loader=loader,
+    def summarize(history: list[dict[str, Any]]) -> dict[str, Any]:
+        metrics = {
+            "top1_err_final": history[-1].get("top1_err") if history else None,
+            "top5_err_final": history[-1].get("top5_err") if history else None,
+            f"top1_err_median_last{n}": median_of_last(history, "top1_err", n),
+            f"top5_err_median_last{n}": median_of_last(history, "top5_err", n),
+            "top1_err_best": min((r["top1_err"] for r in history if "top1_err" in r), default=None),
+        }
+        target = cfg["eval"].get("target_top1_err")
+        if target is not None:
+            hit = next((r for r in history if r.get("top1_err") is not None and r["top1_err"] <= target), None)
+            metrics["target_top1_err"] = target
+            metrics["epoch_at_target"] = hit["epoch"] if hit else None
+            metrics["step_at_target"] = hit["step"] if hit else None
+        return metrics
+
+    def report(metrics: dict[str, Any]) -> str:
+        if "top1_err" in metrics:  # --eval-only
+            return f"top-1 error {fmt(metrics['top1_err'])}%  top-5 error {fmt(metrics['top5_err'])}%"
+        return (
+            f"top-1 error {fmt(metrics['top1_err_final'])}% "
+            f"(median of last {n}: {fmt(metrics[f'top1_err_median_last{n}'])}%)"
+        )
+
+    return TaskParts(
+        model=build_from_config(cfg, num_classes),
+        train_set=train_set,
         loss_fn=loss_fn,
         evaluate=lambda m: evaluate_topk(m, val_loader, run.env.device, channels_last),
+        summarize=summarize,
+        report=report,
     )
-    trainer.resume(ckpt.resolve_resume(args.resume, run.out_dir), trusted=args.trusted_checkpoint)
-    if args.eval_only:
-        if args.resume is None:
-            raise SystemExit("--eval-only needs --resume CHECKPOINT (the weights to evaluate)")
-        metrics = trainer.evaluate(model)
-        print0(f"evaluation: top-1 error {metrics['top1_err']:.2f}%  top-5 error {metrics['top5_err']:.2f}%")
-        return metrics if run.env.is_main else None
-    history = trainer.fit()
-    n = int(cfg["eval"]["median_last"])
-    metrics = {
-        "top1_err_final": history[-1].get("top1_err") if history else None,
-        "top5_err_final": history[-1].get("top5_err") if history else None,
-        f"top1_err_median_last{n}": median_of_last(history, "top1_err", n),
-        f"top5_err_median_last{n}": median_of_last(history, "top5_err", n),
-        "top1_err_best": min((r["top1_err"] for r in history if "top1_err" in r), default=None),
-    }
-    target = cfg["eval"].get("target_top1_err")
-    if target is not None:
-        hit = next((r for r in history if r.get("top1_err") is not None and r["top1_err"] <= target), None)
-        metrics["target_top1_err"] = target
-        metrics["epoch_at_target"] = hit["epoch"] if hit else None
-        metrics["step_at_target"] = hit["step"] if hit else None
-    write_summary(run, cfg, history, metrics)
-    published = cfg.get("published") or {}
-    print0(
-        f"done: top-1 error {metrics['top1_err_final']:.2f}% (median of last {n}: "
-        f"{metrics[f'top1_err_median_last{n}']:.2f}%)"
-        + (f"; published {published.get('value')} ({cfg.get('paper_ref')})" if published else "")
-    )
-    return metrics if run.env.is_main else None
+
+
+CLASSIFICATION = Task(
+    name="classification",
+    defaults=CLASSIFICATION_DEFAULTS,
+    build=_build,
+    description="full-scale image classification training",
+)
+"""The classification task as :func:`~reproductions.engine.entry.run_task` runs it."""

@@ -51,25 +51,13 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import MultiScaleRoIAlign
 
 import normcore
-from reproductions.engine import checkpoint as ckpt
-from reproductions.engine.cli import config_from_args, default_out_dir, engine_parser
-from reproductions.engine.distributed import cleanup, print0
+from reproductions.engine.distributed import print0
+from reproductions.engine.entry import RunContext, Task, TaskParts, last_results, run_task
 from reproductions.engine.logs import RunLog
-from reproductions.engine.precision import Precision
-from reproductions.engine.session import (
-    Session,
-    describe_run,
-    eval_loader,
-    optimizer_from_config,
-    scheduler_from_config,
-    start_session,
-    train_loader,
-    trainer_from_config,
-    write_summary,
-)
-from reproductions.engine.trainer import prepare_model
+from reproductions.engine.session import eval_loader
 from reproductions.tasks.detection.coco_data import CocoInstances, check_coco, detection_collate
 from reproductions.tasks.detection.coco_eval import IOU_TYPES, evaluate_coco
+from reproductions.tasks.imagenet_stats import IMAGENET_MEAN, IMAGENET_STD
 from reproductions.tasks.models import norm_name
 from reproductions.tasks.pretrained import backbone_from_config, freeze_resnet_stages
 
@@ -77,6 +65,7 @@ __all__ = [
     "BACKBONES",
     "BACKBONE_TYPES",
     "BOX_HEADS",
+    "DETECTION",
     "DETECTION_DEFAULTS",
     "ResNetConv5Head",
     "build_detector",
@@ -279,6 +268,8 @@ def build_detector(
     backbone, parts = (c4_detector_parts if kind == "c4" else fpn_detector_parts)(resnet, m, num_classes)
     kwargs = dict(m.get("kwargs") or {})
     detector = MaskRCNN if m.get("masks", True) else FasterRCNN
+    kwargs.setdefault("image_mean", list(IMAGENET_MEAN))
+    kwargs.setdefault("image_std", list(IMAGENET_STD))
     return detector(backbone, num_classes=None, min_size=min_size, max_size=max_size, **parts, **kwargs)
 
 
@@ -297,26 +288,18 @@ def _images_in_batch(batch: Any) -> int:
 
 def main(argv: Sequence[str] | None = None, *, paper: str, description: str = "") -> dict[str, Any] | None:
     """Train and evaluate one config; returns the final metrics on rank 0 (``None`` elsewhere)."""
-    parser = engine_parser(description or f"{paper}: Mask R-CNN on COCO (full scale)")
-    args = parser.parse_args(argv)
-    cfg = config_from_args(args, DETECTION_DEFAULTS)
-    cfg["paper"] = cfg.get("paper") or paper
-    if args.print_config:
-        import yaml
+    return run_task(DETECTION, argv, paper=paper, description=description)
 
-        print(yaml.safe_dump(cfg, sort_keys=False))
-        return None
-    data = cfg["data"]
+
+def _prepare(ctx: RunContext) -> None:
+    """Check the annotation files and image folders before the session starts."""
+    data = ctx.cfg["data"]
     check_coco(data["root"], [data["train_split"], data["val_split"]])
-    out_dir = args.out or default_out_dir(cfg, args.config)
-    run = start_session(cfg, out_dir)
-    try:
-        return _train(cfg, args, run)
-    finally:
-        cleanup()
 
 
-def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | None:
+def _build(ctx: RunContext) -> TaskParts:
+    cfg, run = ctx.cfg, ctx.run
+    assert run is not None
     train_cfg, data = cfg["train"], cfg["data"]
     train_set = CocoInstances(
         data["root"], data["train_split"], train=True, flip_prob=float(data["flip_prob"]),
@@ -343,19 +326,11 @@ def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | Non
         max_size=int(data["max_size"]),
         sync_bn=bool(train_cfg["sync_bn"]),
         virtual_devices=int(train_cfg.get("virtual_devices", 1)),
-        trusted=args.trusted_checkpoint,
+        trusted=ctx.args.trusted_checkpoint,
         log=log.line,
     )
-    describe_run(run, cfg, model)
-    channels_last = bool(train_cfg["channels_last"])
-    model = prepare_model(model, run.env, channels_last=channels_last, compile=bool(train_cfg["compile"]))
-    loader = train_loader(train_set, run, collate_fn=detection_collate)
     val_loader = eval_loader(val_set, run, batch_size=data.get("eval_batch_size"), collate_fn=detection_collate)
-    optimizer = optimizer_from_config(cfg, model, run.total_batch)
-    scheduler = scheduler_from_config(cfg, optimizer, loader.batch_sampler.steps_per_epoch)
-    precision = Precision(str(train_cfg["amp"]), run.env.device)
     ev = cfg["eval"]
-
     iou_types = [t for t in ev["iou_types"] if t != "segm" or cfg["model"].get("masks", True)]
 
     def evaluate(m: nn.Module) -> dict[str, float]:
@@ -364,31 +339,27 @@ def _train(cfg: dict[str, Any], args: Any, run: Session) -> dict[str, Any] | Non
             iou_types=iou_types, mask_threshold=float(ev["mask_threshold"]), log=log.line,
         )  # fmt: skip
 
-    trainer = trainer_from_config(
-        cfg,
-        run,
+    def report(metrics: dict[str, Any]) -> str:
+        shown = [f"{k} {metrics[k]:.1f}" for k in ("bbox_AP", "segm_AP") if metrics.get(k) is not None]
+        return ", ".join(shown) or "no AP (no evaluation ran)"
+
+    return TaskParts(
         model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        precision=precision,
-        train_loader=loader,
+        train_set=train_set,
         loss_fn=detection_loss,
         evaluate=evaluate,
+        collate_fn=detection_collate,
         images_in_batch=_images_in_batch,
+        summarize=lambda history: last_results(history, lambda k: k.startswith(tuple(f"{t}_" for t in IOU_TYPES))),
+        report=report,
     )
-    trainer.resume(ckpt.resolve_resume(args.resume, run.out_dir), trusted=args.trusted_checkpoint)
-    if args.eval_only:
-        if args.resume is None:
-            raise SystemExit("--eval-only needs --resume CHECKPOINT (the weights to evaluate)")
-        with torch.no_grad(), precision.autocast():
-            metrics = evaluate(model)
-        return metrics if run.env.is_main else None
-    history = trainer.fit()
-    last = history[-1] if history else {}
-    metrics = {k: v for k, v in last.items() if k.startswith(tuple(f"{t}_" for t in IOU_TYPES))}
-    write_summary(run, cfg, history, metrics)
-    published = cfg.get("published") or {}
-    shown = ", ".join(f"{k} {metrics[k]:.1f}" for k in ("bbox_AP", "segm_AP") if metrics.get(k) is not None)
-    paper_vals = ", ".join(f"{k} {v.get('value')}" for k, v in published.items() if isinstance(v, Mapping))
-    print0(f"done: {shown}" + (f"; published {paper_vals} ({cfg.get('paper_ref')})" if paper_vals else ""))
-    return metrics if run.env.is_main else None
+
+
+DETECTION = Task(
+    name="detection",
+    defaults=DETECTION_DEFAULTS,
+    build=_build,
+    prepare=_prepare,
+    description="Mask R-CNN on COCO (full scale)",
+)
+"""The COCO instance-segmentation task as :func:`~reproductions.engine.entry.run_task` runs it."""

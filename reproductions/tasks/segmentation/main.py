@@ -41,23 +41,10 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
 
 import normcore
-from reproductions.engine import checkpoint as ckpt
-from reproductions.engine.cli import config_from_args, default_out_dir, engine_parser
-from reproductions.engine.distributed import all_reduce_sum, cleanup, get_env, print0, unwrap_model
+from reproductions.engine.distributed import all_reduce_sum, get_env, print0, unwrap_model
+from reproductions.engine.entry import RunContext, Task, TaskParts, fmt, last_results, run_task
 from reproductions.engine.logs import RunLog, progress
-from reproductions.engine.precision import Precision
-from reproductions.engine.session import (
-    Session,
-    describe_run,
-    eval_loader,
-    optimizer_from_config,
-    scheduler_from_config,
-    start_session,
-    train_loader,
-    trainer_from_config,
-    write_summary,
-)
-from reproductions.engine.trainer import prepare_model
+from reproductions.engine.session import eval_loader
 from reproductions.tasks.models import norm_name
 from reproductions.tasks.pretrained import backbone_from_config
 from reproductions.tasks.segmentation.voc_data import (
@@ -69,6 +56,7 @@ from reproductions.tasks.segmentation.voc_data import (
 )
 
 __all__ = [
+    "SEGMENTATION",
     "SEGMENTATION_DEFAULTS",
     "build_deeplabv3",
     "confusion_matrix",
@@ -278,30 +266,26 @@ def evaluate_miou(
 # --------------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None, *, paper: str, description: str = "") -> dict[str, Any] | None:
     """Train and evaluate one config; returns the final metrics on rank 0 (``None`` elsewhere)."""
-    parser = engine_parser(description or f"{paper}: DeepLabv3 on PASCAL VOC 2012 (full scale)")
-    args = parser.parse_args(argv)
-    cfg = config_from_args(args, SEGMENTATION_DEFAULTS)
-    cfg["paper"] = cfg.get("paper") or paper
-    if args.print_config:
-        import yaml
+    return run_task(SEGMENTATION, argv, paper=paper, description=description)
 
-        print(yaml.safe_dump(cfg, sort_keys=False))
-        return None
-    data = cfg["data"]
-    train_set = VOCSegmentation(
+
+def _prepare(ctx: RunContext) -> None:
+    """Read (and check) the VOC splits before the session starts."""
+    data = ctx.cfg["data"]
+    ctx.prepared["train_set"] = VOCSegmentation(
         data["root"], data["train_split"], train=True, crop_size=int(data["crop_size"]),
         scale_range=(float(data["scale_min"]), float(data["scale_max"])), flip=bool(data["flip"]),
     )  # fmt: skip
-    val_set = VOCSegmentation(data["root"], data["val_split"], train=False, max_images=data.get("max_val_images"))
-    run = start_session(cfg, args.out or default_out_dir(cfg, args.config))
-    try:
-        return _train(cfg, args, run, train_set, val_set)
-    finally:
-        cleanup()
+    ctx.prepared["val_set"] = VOCSegmentation(
+        data["root"], data["val_split"], train=False, max_images=data.get("max_val_images")
+    )
 
 
-def _train(cfg: dict[str, Any], args: Any, run: Session, train_set: Any, val_set: Any) -> dict[str, Any] | None:
+def _build(ctx: RunContext) -> TaskParts:
+    cfg, run = ctx.cfg, ctx.run
+    assert run is not None
     train_cfg = cfg["train"]
+    train_set, val_set = ctx.prepared["train_set"], ctx.prepared["val_set"]
     note = ""
     if train_set.split == "train_aug" and len(train_set) != TRAIN_AUG_SIZE:
         note = f" (the papers' train_aug has {TRAIN_AUG_SIZE})"
@@ -310,16 +294,9 @@ def _train(cfg: dict[str, Any], args: Any, run: Session, train_set: Any, val_set
     num_classes = train_set.num_classes
     model = build_deeplabv3(
         cfg["model"], num_classes, sync_bn=bool(train_cfg["sync_bn"]),
-        virtual_devices=int(train_cfg.get("virtual_devices", 1)), trusted=args.trusted_checkpoint, log=log.line,
+        virtual_devices=int(train_cfg.get("virtual_devices", 1)), trusted=ctx.args.trusted_checkpoint, log=log.line,
     )  # fmt: skip
-    describe_run(run, cfg, model)
-    channels_last = bool(train_cfg["channels_last"])
-    model = prepare_model(model, run.env, channels_last=channels_last, compile=bool(train_cfg["compile"]))
-    loader = train_loader(train_set, run)
     val_loader = eval_loader(val_set, run, batch_size=cfg["data"].get("eval_batch_size"), collate_fn=pad_collate)
-    optimizer = optimizer_from_config(cfg, model, run.total_batch)
-    scheduler = scheduler_from_config(cfg, optimizer, loader.batch_sampler.steps_per_epoch)
-    precision = Precision(str(train_cfg["amp"]), run.env.device)
     eval_stride = int(cfg["eval"]["output_stride"])
     per_class: dict[str, Any] = {}
 
@@ -329,34 +306,22 @@ def _train(cfg: dict[str, Any], args: Any, run: Session, train_set: Any, val_set
         per_class.update({k: out.pop(k) for k in list(out) if k.startswith("IoU_")})  # summary only, not per epoch
         return out
 
-    trainer = trainer_from_config(
-        cfg,
-        run,
+    return TaskParts(
         model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        precision=precision,
-        train_loader=loader,
+        train_set=train_set,
         loss_fn=segmentation_loss,
         evaluate=evaluate,
+        summarize=lambda history: last_results(history, lambda k: k in ("mIoU", "pixel_acc")),
+        extra_metrics=lambda: dict(per_class),
+        report=lambda metrics: f"mIoU {fmt(metrics.get('mIoU'))}% (output stride {eval_stride})",
     )
-    trainer.resume(ckpt.resolve_resume(args.resume, run.out_dir), trusted=args.trusted_checkpoint)
-    if args.eval_only:
-        if args.resume is None:
-            raise SystemExit("--eval-only needs --resume CHECKPOINT (the weights to evaluate)")
-        with torch.no_grad(), precision.autocast():
-            metrics = evaluate(model)
-        metrics.update(per_class)
-        print0(f"evaluation: mIoU {metrics['mIoU']:.2f}% at output stride {eval_stride}")
-        return metrics if run.env.is_main else None
-    history = trainer.fit()
-    last = history[-1] if history else {}
-    metrics = {k: v for k, v in last.items() if k in ("mIoU", "pixel_acc")}
-    metrics.update(per_class)
-    write_summary(run, cfg, history, metrics)
-    published = cfg.get("published") or {}
-    print0(
-        f"done: mIoU {metrics.get('mIoU', float('nan')):.2f}% (output stride {eval_stride})"
-        + (f"; published {published.get('value')} ({cfg.get('paper_ref')})" if published else "")
-    )
-    return metrics if run.env.is_main else None
+
+
+SEGMENTATION = Task(
+    name="segmentation",
+    defaults=SEGMENTATION_DEFAULTS,
+    build=_build,
+    prepare=_prepare,
+    description="DeepLabv3 on PASCAL VOC 2012 (full scale)",
+)
+"""The VOC segmentation task as :func:`~reproductions.engine.entry.run_task` runs it."""

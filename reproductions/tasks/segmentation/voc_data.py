@@ -37,7 +37,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
-from reproductions.tasks.classification.data import IMAGENET_MEAN, IMAGENET_STD, DataError, _load_image
+from reproductions.tasks.classification.data import DataError, _load_image
+from reproductions.tasks.imagenet_stats import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "IGNORE_INDEX",

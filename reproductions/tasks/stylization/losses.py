@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reproductions.tasks.imagenet_stats import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "CONTENT_LAYERS",
     "IMAGENET_MEAN",
@@ -62,8 +64,6 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYERS = ("relu4_2",)
 VGG19_LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu4_2": 22}
 """Index of each named ReLU in ``torchvision.models.vgg19().features``."""
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # --------------------------------------------------------------------------------------------------

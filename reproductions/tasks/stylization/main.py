@@ -53,20 +53,8 @@ from torchvision.utils import make_grid
 import normcore.models
 from reproductions.engine import atomic
 from reproductions.engine import checkpoint as ckpt
-from reproductions.engine.cli import config_from_args, default_out_dir, engine_parser
-from reproductions.engine.distributed import cleanup, get_env, print0, unwrap_model
-from reproductions.engine.precision import Precision
-from reproductions.engine.session import (
-    Session,
-    describe_run,
-    optimizer_from_config,
-    scheduler_from_config,
-    start_session,
-    train_loader,
-    trainer_from_config,
-    write_summary,
-)
-from reproductions.engine.trainer import prepare_model
+from reproductions.engine.distributed import get_env, print0, unwrap_model
+from reproductions.engine.entry import RunContext, Task, TaskParts, last_results, run_task
 from reproductions.tasks.classification.data import IMAGE_EXTENSIONS, DataError, _load_image
 from reproductions.tasks.pretrained import read_state_dict
 from reproductions.tasks.stylization.losses import (
@@ -83,6 +71,7 @@ from reproductions.tasks.stylization.losses import (
 __all__ = [
     "ARCHITECTURES",
     "RANDOM_LABEL",
+    "STYLIZATION",
     "STYLIZATION_DEFAULTS",
     "ContentImages",
     "PerceptualLoss",
@@ -331,36 +320,29 @@ def _add_style_flags(parser: argparse.ArgumentParser) -> None:
 
 def main_train(argv: Sequence[str] | None = None, *, paper: str = "instance_norm", description: str = ""):
     """``train``: fit a generator to one style; returns the final metrics on rank 0."""
-    parser = engine_parser(description or "IN paper: train a feed-forward stylization generator")
-    _add_style_flags(parser)
-    args = parser.parse_args(argv)
-    flags = {"style": "data.style_image", "vgg_weights": "loss.vgg_weights", "loss_network": "loss.network"}
-    for flag, key in flags.items():
-        if getattr(args, flag) is not None:
-            args.set.append(f"{key}={json.dumps(getattr(args, flag))}")
-    cfg = config_from_args(args, STYLIZATION_DEFAULTS)
-    cfg["paper"] = cfg.get("paper") or paper
-    if args.print_config:
-        import yaml
+    return run_task(STYLIZATION, argv, paper=paper, description=description)
 
-        print(yaml.safe_dump(cfg, sort_keys=False))
-        return None
+
+def _prepare(ctx: RunContext) -> None:
+    """Find the content images, check the style image, load the loss network (and name a run trained
+    with the random fallback as such) before the session starts."""
+    cfg = ctx.cfg
     data = cfg["data"]
-    files = _image_files(data["root"])
+    ctx.prepared["files"] = _image_files(data["root"])
     if not data.get("style_image") or not Path(data["style_image"]).is_file():
         raise DataError(f"style image not found: {data.get('style_image')!r}; pass --style PATH")
     network = build_loss_network(cfg["loss"])
     if _is_random(network.description):
         cfg["name"] = f"{cfg.get('name') or 'style'}_{RANDOM_LABEL}"
-    run = start_session(cfg, args.out or default_out_dir(cfg, args.config))
-    try:
-        return _train(cfg, args, run, files, network)
-    finally:
-        cleanup()
+    ctx.prepared["network"] = network
 
 
-def _train(cfg: dict[str, Any], args: Any, run: Session, files: list[Path], network: LossNetwork):
-    train_cfg, data = cfg["train"], cfg["data"]
+def _build(ctx: RunContext) -> TaskParts:
+    cfg, run = ctx.cfg, ctx.run
+    assert run is not None
+    data = cfg["data"]
+    files: list[Path] = ctx.prepared["files"]
+    network: LossNetwork = ctx.prepared["network"]
     device = run.env.device
     generator = build_generator(cfg["model"])
     multiple = _size_multiple(generator)
@@ -377,13 +359,6 @@ def _train(cfg: dict[str, Any], args: Any, run: Session, files: list[Path], netw
         f"loss network: {network.description['name']}"
         + (f" ({RANDOM_LABEL}: the CPU-scale fallback, NOT the paper's VGG-19 loss)" if random_net else "")
     )
-    describe_run(run, cfg, generator)
-    channels_last = bool(train_cfg["channels_last"])
-    model = prepare_model(generator, run.env, channels_last=channels_last, compile=bool(train_cfg["compile"]))
-    loader = train_loader(ContentImages(files, size, int(data["images_per_epoch"])), run)
-    optimizer = optimizer_from_config(cfg, model, run.total_batch)
-    scheduler = scheduler_from_config(cfg, optimizer, loader.batch_sampler.steps_per_epoch)
-    precision = Precision(str(train_cfg["amp"]), device)
     # the first images of the folder, center-free crops of size x size: the same every epoch
     previews = torch.stack([load_image(p, size)[:, :size, :size] for p in files[: int(data["preview_images"])]])
     suffix = f"_{RANDOM_LABEL}" if random_net else ""
@@ -397,30 +372,36 @@ def _train(cfg: dict[str, Any], args: Any, run: Session, files: list[Path], netw
         net.eval()
         out = net(previews.to(device))
         loss, parts = criterion(out.float(), previews.to(device))
-        epoch = len(trainer.history) + 1  # the epoch being evaluated
+        assert ctx.trainer is not None
+        epoch = len(ctx.trainer.history) + 1  # the epoch being evaluated
         if get_env().is_main:
             save_grid(samples / f"epoch{epoch:03d}{suffix}.png", previews, out.float(), network.description)
         return {"preview_loss": float(loss), **{f"preview_{k}": float(v) for k, v in parts.items()}}
 
-    trainer = trainer_from_config(
-        cfg,
-        run,
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        precision=precision,
-        train_loader=loader,
+    return TaskParts(
+        model=generator,
+        train_set=ContentImages(files, size, int(data["images_per_epoch"])),
         loss_fn=loss_fn,
         evaluate=evaluate,
+        summarize=lambda history: last_results(history, lambda k: k.startswith(("preview_", "train_loss"))),
+        extra_metrics=lambda: {"loss_network": dict(network.description)},
+        report=lambda _: (
+            f"samples in {samples}" + (f" (trained with the {RANDOM_LABEL} fallback)" if random_net else "")
+        ),
     )
-    trainer.resume(ckpt.resolve_resume(args.resume, run.out_dir), trusted=args.trusted_checkpoint)
-    history = trainer.fit()
-    last = history[-1] if history else {}
-    metrics = {k: v for k, v in last.items() if k.startswith(("preview_", "train_loss"))}
-    metrics["loss_network"] = dict(network.description)
-    write_summary(run, cfg, history, metrics)
-    print0(f"done: samples in {samples}" + (f" (trained with the {RANDOM_LABEL} fallback)" if random_net else ""))
-    return metrics if run.env.is_main else None
+
+
+STYLIZATION = Task(
+    name="stylization",
+    defaults=STYLIZATION_DEFAULTS,
+    build=_build,
+    prepare=_prepare,
+    add_arguments=_add_style_flags,
+    flag_keys={"style": "data.style_image", "vgg_weights": "loss.vgg_weights", "loss_network": "loss.network"},
+    description="IN paper: train a feed-forward stylization generator",
+    eval_only=False,
+)
+"""Feed-forward stylization training as :func:`~reproductions.engine.entry.run_task` runs it."""
 
 
 # --------------------------------------------------------------------------------------------------
