@@ -1,7 +1,9 @@
 # Two entry points, both self-contained on a fresh machine:
 #   make test        ruff + the whole pytest suite (what CI runs)
 #   make reproduce   CPU-scale reproductions of every paper, then the notebooks
-#                    (one paper: make reproduce PAPER=group_norm)
+#                    (one paper: make reproduce PAPER=group_norm). On a machine other than the one
+#                    that made the committed results, results go to runs/reproduce/<machine-id>/;
+#                    UPDATE_COMMITTED=1 replaces the committed results, notebooks and README instead.
 SHELL := /bin/bash
 # The project needs Python 3.11 (torch 2.14.1 wheels, pins): python3.11 if it is on PATH, else python3;
 # override with `make PYTHON=/path/to/python3.11 test`.
@@ -12,6 +14,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 PAPER ?= all
+UPDATE_COMMITTED ?=
 
 .PHONY: test reproduce lint notebooks venv benchmark clean
 
@@ -34,7 +37,7 @@ test: $(STAMP) lint
 	$(VENV)/bin/pytest
 
 reproduce: $(STAMP)
-	$(PY) -m reproductions.run_all --paper $(PAPER)
+	$(PY) -m reproductions.run_all --paper $(PAPER) $(if $(UPDATE_COMMITTED),--update-committed)
 
 notebooks: $(STAMP)
 	$(PY) -m reproductions.run_all --paper $(PAPER) --notebooks-only

@@ -1,5 +1,5 @@
 """The BN paper's Figure 1 experiment (reproductions/batch_norm/cpu.py) and the shared CPU toolkit it
-runs on (reproductions/smallscale/toolkit.py: mini-batches, the training loop, curve statistics, the parallel
+runs on (reproductions/smallscale/: mini-batches, the training loop, curve statistics, the parallel
 runner)."""
 
 from __future__ import annotations
@@ -13,7 +13,18 @@ import torch
 
 from reproductions.batch_norm import cpu as bn_cpu
 from reproductions.claims.results import VERDICTS, load_results
-from reproductions.smallscale import toolkit as cpu
+from reproductions.claims.statistics import curve_stats
+from reproductions.claims.verdicts import overall_verdict, seed_verdict
+from reproductions.smallscale.data import Dataset
+from reproductions.smallscale.experiment import DEFAULT_SEEDS, resolve_seeds, select_runs
+from reproductions.smallscale.parallel import parallel_map
+from reproductions.smallscale.training import (
+    batch_indices,
+    evaluate_classifier,
+    first_step_reaching,
+    minibatches,
+    train_steps,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -44,9 +55,9 @@ def test_quick_run_trains_and_writes_a_valid_results_file(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # pieces of the experiment
 # --------------------------------------------------------------------------------------------------
-def _dataset(x: torch.Tensor) -> cpu.Dataset:
+def _dataset(x: torch.Tensor) -> Dataset:
     y = torch.zeros(x.shape[0], dtype=torch.long)
-    return cpu.Dataset(x, y, x.clone(), y.clone(), "toy", "test", "none")
+    return Dataset(x, y, x.clone(), y.clone(), "toy", "test", "none")
 
 
 def test_binarize_thresholds_strictly_above():
@@ -111,26 +122,26 @@ def test_compare_partly_when_bn_wins_only_on_average_and_not_when_it_loses():
 
 
 # --------------------------------------------------------------------------------------------------
-# the shared toolkit (reproductions/smallscale/toolkit.py)
+# the shared toolkit (reproductions/smallscale/, reproductions/claims/statistics.py)
 # --------------------------------------------------------------------------------------------------
 def test_minibatches_are_the_batches_of_batch_indices():
     x = torch.arange(23.0).unsqueeze(1)
     y = torch.arange(23)
-    idx = list(cpu.batch_indices(23, 5, 9, torch.Generator().manual_seed(3)))
-    pairs = list(cpu.minibatches(x, y, 5, 9, torch.Generator().manual_seed(3)))
+    idx = list(batch_indices(23, 5, 9, torch.Generator().manual_seed(3)))
+    pairs = list(minibatches(x, y, 5, 9, torch.Generator().manual_seed(3)))
     assert len(pairs) == len(idx) == 9
     for i, (xb, yb) in zip(idx, pairs):
         assert torch.equal(xb, x[i]) and torch.equal(yb, y[i])
 
 
 def test_batch_indices_reshuffle_every_epoch_and_drop_the_short_batch():
-    batches = list(cpu.batch_indices(10, 3, 6, torch.Generator().manual_seed(0)))
+    batches = list(batch_indices(10, 3, 6, torch.Generator().manual_seed(0)))
     assert all(len(b) == 3 for b in batches)
     first, second = torch.cat(batches[:3]), torch.cat(batches[3:])
     assert len(set(first.tolist())) == 9 and len(set(second.tolist())) == 9  # no repeat within an epoch
     assert not torch.equal(first, second)
     with pytest.raises(ValueError, match="batch_size"):
-        next(cpu.batch_indices(4, 5, 1, torch.Generator()))
+        next(batch_indices(4, 5, 1, torch.Generator()))
 
 
 def test_train_steps_evaluates_at_zero_every_k_and_the_end():
@@ -139,7 +150,7 @@ def test_train_steps_evaluates_at_zero_every_k_and_the_end():
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     seen = []
-    log = cpu.train_steps(
+    log = train_steps(
         model, opt, x, y, steps=25, batch_size=8, generator=torch.Generator().manual_seed(0), eval_every=10,
         evaluate=lambda step: seen.append(step) or {"step": step},
     )  # fmt: skip
@@ -160,7 +171,7 @@ def test_train_steps_stops_on_a_non_finite_loss_and_pads_with_nan():
 
     x, y = torch.ones(8, 1), torch.zeros(8, dtype=torch.long)
     model = Exploding()
-    log = cpu.train_steps(
+    log = train_steps(
         model, torch.optim.SGD(model.parameters(), lr=0.1), x, y, steps=6, batch_size=2,
         generator=torch.Generator().manual_seed(0), eval_every=2, evaluate=lambda step: {"acc": 1.0},
     )  # fmt: skip
@@ -172,19 +183,19 @@ def test_train_steps_stops_on_a_non_finite_loss_and_pads_with_nan():
 def test_evaluate_classifier_restores_the_training_mode():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)).train()
     x, y = torch.eye(2), torch.tensor([0, 1])
-    nll, acc = cpu.evaluate_classifier(model, x, y)
+    nll, acc = evaluate_classifier(model, x, y)
     assert model.training and 0.0 <= acc <= 1.0 and nll > 0.0
 
 
 def test_curve_stats_and_first_step_reaching():
-    out = cpu.curve_stats([[1.0, 2.0, float("nan")], [3.0, 4.0, 1.0]])
+    out = curve_stats([[1.0, 2.0, float("nan")], [3.0, 4.0, 1.0]])
     assert out["mean"][:2] == [2.0, 3.0] and out["std"][0] == pytest.approx(math.sqrt(2.0))
     assert out["mean"][2] is None  # undefined where a seed diverged
     with pytest.raises(ValueError, match="different lengths"):
-        cpu.curve_stats([[1.0], [1.0, 2.0]])
-    assert cpu.first_step_reaching([0, 10, 20], [0.1, 0.5, 0.9], 0.5) == 10
-    assert cpu.first_step_reaching([0, 10, 20], [2.0, 1.0, 0.5], 0.6, higher_is_better=False) == 20
-    assert cpu.first_step_reaching([0, 10], [0.1, float("nan")], 0.5) is None
+        curve_stats([[1.0], [1.0, 2.0]])
+    assert first_step_reaching([0, 10, 20], [0.1, 0.5, 0.9], 0.5) == 10
+    assert first_step_reaching([0, 10, 20], [2.0, 1.0, 0.5], 0.6, higher_is_better=False) == 20
+    assert first_step_reaching([0, 10], [0.1, float("nan")], 0.5) is None
 
 
 @pytest.mark.slow
@@ -192,8 +203,8 @@ def test_parallel_runs_give_the_numbers_of_serial_runs():
     """The same jobs in two spawned one-thread workers and in this process agree exactly."""
     config = bn_cpu.Fig1Config(steps=30, eval_every=15).__dict__
     jobs = [{"net": net, "seed": 1, "config": config, "data": None} for net in bn_cpu.NETS]
-    serial = cpu.parallel_map(bn_cpu.train_net, jobs, workers=1, total=60)
-    parallel = cpu.parallel_map(bn_cpu.train_net, jobs, workers=2, total=60)
+    serial = parallel_map(bn_cpu.train_net, jobs, workers=1, total=60)
+    parallel = parallel_map(bn_cpu.train_net, jobs, workers=2, total=60)
     for run in serial + parallel:
         run.pop("train_seconds")
     assert json.dumps(serial) == json.dumps(parallel)
@@ -201,17 +212,17 @@ def test_parallel_runs_give_the_numbers_of_serial_runs():
 
 
 def test_shared_verdict_rules_and_run_selection():
-    assert cpu.seed_verdict([True, True, True], mean_holds=True) == "reproduced"
-    assert cpu.seed_verdict([True, False, True], mean_holds=True) == "partly reproduced"
-    assert cpu.seed_verdict([True, True, True], mean_holds=False) == "not reproduced"
-    assert cpu.overall_verdict(["reproduced", "reproduced"]) == "reproduced"
-    assert cpu.overall_verdict(["not reproduced", "not reproduced"]) == "not reproduced"
-    assert cpu.overall_verdict(["reproduced", "not reproduced"]) == "partly reproduced"
-    assert cpu.overall_verdict(["partly reproduced", "not reproduced"]) == "partly reproduced"
+    assert seed_verdict([True, True, True], mean_holds=True) == "reproduced"
+    assert seed_verdict([True, False, True], mean_holds=True) == "partly reproduced"
+    assert seed_verdict([True, True, True], mean_holds=False) == "not reproduced"
+    assert overall_verdict(["reproduced", "reproduced"]) == "reproduced"
+    assert overall_verdict(["not reproduced", "not reproduced"]) == "not reproduced"
+    assert overall_verdict(["reproduced", "not reproduced"]) == "partly reproduced"
+    assert overall_verdict(["partly reproduced", "not reproduced"]) == "partly reproduced"
     runs = [{"seed": s, "net": n} for n in ("a", "b") for s in (2, 0, 1)]
-    assert [r["seed"] for r in cpu.select_runs(runs, [0, 1, 2], net="b")] == [0, 1, 2]
+    assert [r["seed"] for r in select_runs(runs, [0, 1, 2], net="b")] == [0, 1, 2]
     with pytest.raises(RuntimeError, match="expected one run"):
-        cpu.select_runs(runs, [0], net="c")
-    assert cpu.resolve_seeds(None, quick=True) == [0]
-    assert cpu.resolve_seeds(None, quick=False) == list(cpu.DEFAULT_SEEDS)
-    assert cpu.resolve_seeds((5, 6), quick=True) == [5, 6]
+        select_runs(runs, [0], net="c")
+    assert resolve_seeds(None, quick=True) == [0]
+    assert resolve_seeds(None, quick=False) == list(DEFAULT_SEEDS)
+    assert resolve_seeds((5, 6), quick=True) == [5, 6]

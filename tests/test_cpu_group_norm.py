@@ -1,5 +1,5 @@
 """The Group Normalization CPU experiment (reproductions/group_norm/cpu.py) in quick mode, and the shared
-training loop and statistics of reproductions/smallscale/vision.py it stands on."""
+training loop of reproductions/smallscale/vision.py and the statistics of reproductions/claims/ it stands on."""
 
 from __future__ import annotations
 
@@ -11,17 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from reproductions.claims.results import load_results
-from reproductions.smallscale.vision import (
-    ClassifierSchedule,
-    ClassifierSetup,
-    _build,
-    _step_sizes,
-    contrast,
-    image_dataset,
-    mean_difference,
-    one_thread,
-    train_classifier,
-)
+from reproductions.claims.statistics import contrast, mean_difference
+from reproductions.smallscale.data import image_dataset
+from reproductions.smallscale.parallel import one_thread
+from reproductions.smallscale.vision import ClassifierSchedule, ClassifierSetup, _build, _step_sizes, train_classifier
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

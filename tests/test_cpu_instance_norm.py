@@ -1,5 +1,5 @@
 """The IN CPU experiment (reproductions/instance_norm/cpu.py) in quick mode, and the stylization losses of
-reproductions/tasks/stylization/losses.py."""
+reproductions/tasks/stylization/losses.py, and its photographs (reproductions/smallscale/photographs.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from reproductions.claims.results import load_results
+from reproductions.smallscale import photographs as ph
 from reproductions.tasks.stylization import losses as st
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -88,11 +89,11 @@ def test_loss_network_never_downloads(monkeypatch, tmp_path):
 
 
 def test_photographs_and_crops():
-    cam = st.load_photograph("camera")  # grayscale -> RGB
+    cam = ph.load_photograph("camera")  # grayscale -> RGB
     assert cam.image.shape[0] == 3 and torch.equal(cam.image[0], cam.image[1])
     small = st.resize_short_side(cam.image, 64)
     assert min(small.shape[-2:]) == 64 and float(small.min()) >= 0.0 and float(small.max()) <= 1.0
-    crops = st.random_crops([small], 32, 5, torch.Generator().manual_seed(0))
+    crops = ph.random_crops([small], 32, 5, torch.Generator().manual_seed(0))
     assert crops.shape == (5, 3, 32, 32)
     with pytest.raises(ValueError, match="no image"):
-        st.load_photograph("not_an_image")
+        ph.load_photograph("not_an_image")

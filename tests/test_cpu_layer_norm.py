@@ -10,7 +10,7 @@ from normcore import BatchNorm
 from normcore.models import sequential_mnist_classifier
 from reproductions.claims.results import VERDICTS, load_results
 from reproductions.layer_norm import cpu as ln_cpu
-from reproductions.smallscale import toolkit as cpu
+from reproductions.smallscale.data import Dataset
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -52,11 +52,11 @@ def test_build_mlp_uses_the_unbiased_bn_only_at_the_small_batch():
 # --------------------------------------------------------------------------------------------------
 # the recurrent part
 # --------------------------------------------------------------------------------------------------
-def _tiny_mnist() -> cpu.Dataset:
+def _tiny_mnist() -> Dataset:
     x = torch.zeros(8, 784)
     x[:, 300:500] = torch.rand(8, 200)  # blank top rows, as in real digits
     y = torch.arange(8) % 10
-    return cpu.Dataset(x, y, x[:4].clone(), y[:4].clone(), "toy", "test", "none")
+    return Dataset(x, y, x[:4].clone(), y[:4].clone(), "toy", "test", "none")
 
 
 def _max_grad(x: torch.Tensor) -> float:

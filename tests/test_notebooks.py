@@ -61,3 +61,51 @@ def test_ours_says_when_its_spread_is_a_standard_error():
     assert format_ours({**std, "std_is_standard_error": True}) == "10.3 ± 6.09 points (standard error, 3 seeds)"
     assert format_ours({**std, "n": 1, "std_is_standard_error": True}) == "10.3 points (1 seed)"
     assert format_ours({"mean": 0.795, "std": None, "n": 5, "over": "repeats"}) == "0.795 (5 repeats)"
+
+
+def test_normalise_drops_what_changes_between_executions():
+    import nbformat
+
+    from reproductions.reporting.notebook_files import normalise
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.update(
+        kernelspec={"name": "python3", "display_name": "Python 3", "language": "python"},
+        language_info={"name": "python", "version": "3.11.9", "file_extension": ".py"},
+        widgets={"state": {}},
+    )
+    cell = nbformat.v4.new_code_cell("1")
+    cell.metadata["execution"] = {"iopub.execute_input": "2026-12-06T03:14:08.271472Z"}
+    nb.cells.append(cell)
+    normalise(nb)
+    assert "execution" not in nb.cells[0].metadata and "widgets" not in nb.metadata
+    assert nb.metadata.language_info == {"name": "python", "file_extension": ".py"}
+    assert nb.metadata.kernelspec["name"] == "python3"
+
+
+@pytest.mark.slow
+def test_executing_twice_on_the_same_results_gives_the_same_bytes(tmp_path):
+    """`make notebooks` on unchanged results leaves the notebooks byte-identical: no timestamps, and
+    figures whose PNG bytes carry fixed metadata (no matplotlib version)."""
+    import base64
+
+    from reproductions.reporting.notebook_files import execute
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "from reproductions.reporting import notebook as nb\nimport matplotlib.pyplot as plt"
+        ),
+        nbformat.v4.new_code_cell("plt.plot([0, 1], [1, 0]);"),
+    ]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    first = execute(path).read_bytes()
+    second = execute(path).read_bytes()
+    assert first == second
+    png = next(
+        o for o in nbformat.reads(first.decode(), as_version=4).cells[1].outputs if "image/png" in o.get("data", {})
+    )
+    raw = base64.b64decode(png["data"]["image/png"])
+    assert b"normcore" in raw and b"Matplotlib" not in raw

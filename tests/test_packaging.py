@@ -60,3 +60,17 @@ def test_make_targets_and_ci_entry_point():
         assert re.search(rf"^{target}", makefile, re.M), f"Makefile lacks the {target} target"
     assert "venv" in makefile and "pip install" in makefile, "make must create .venv and install by itself"
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_make_reproduce_can_replace_the_committed_results():
+    """`make reproduce PAPER=x UPDATE_COMMITTED=1` is the documented way to replace the committed results
+    from another machine: the Makefile passes it on to run_all as --update-committed."""
+    import subprocess
+
+    def dry_run(*args: str) -> str:
+        out = subprocess.run(["make", "-n", "-o", ".venv/.installed", "reproduce", *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+        return out.stdout.strip().splitlines()[-1]
+
+    assert dry_run("PAPER=normprop", "UPDATE_COMMITTED=1").endswith("run_all --paper normprop --update-committed")
+    assert "--update-committed" not in dry_run("PAPER=normprop")

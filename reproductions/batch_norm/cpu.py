@@ -42,8 +42,19 @@ import numpy as np
 import torch
 
 from normcore.models import mnist_mlp
-from reproductions.claims.results import stat
-from reproductions.smallscale import toolkit as cpu
+from reproductions.claims.statistics import curve_stats, stat
+from reproductions.claims.verdicts import overall_verdict, seed_verdict
+from reproductions.reporting.plots import plot_band, save_figure
+from reproductions.smallscale.data import Dataset, mnist
+from reproductions.smallscale.experiment import cli, finish_experiment, resolve_seeds, results_dir, select_runs
+from reproductions.smallscale.parallel import parallel_map
+from reproductions.smallscale.training import (
+    Timer,
+    evaluate_classifier,
+    first_step_reaching,
+    seed_everything,
+    train_steps,
+)
 
 __all__ = ["CONFIG", "NETS", "QUICK_CONFIG", "Fig1Config", "compare", "main", "relative_drift", "run", "train_net"]
 
@@ -79,16 +90,16 @@ QUICK_CONFIG = Fig1Config(steps=300, eval_every=100)
 # --------------------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------------------
-def binarize(ds: cpu.Dataset, threshold: float) -> cpu.Dataset:
+def binarize(ds: Dataset, threshold: float) -> Dataset:
     """Pixels in [0, 1] -> {0, 1} (pixel > threshold), the paper's "28x28 binary image"."""
     to_bin = lambda x: (x > threshold).float()  # noqa: E731
     split = f"{ds.split}; pixels binarized at {threshold} (pixel > {threshold} -> 1)"
-    return cpu.Dataset(to_bin(ds.x_train), ds.y_train, to_bin(ds.x_test), ds.y_test, ds.name, ds.source, split)
+    return Dataset(to_bin(ds.x_train), ds.y_train, to_bin(ds.x_test), ds.y_test, ds.name, ds.source, split)
 
 
 @cache
-def _dataset(data: str | None, threshold: float) -> cpu.Dataset:
-    return binarize(cpu.mnist(data), threshold)
+def _dataset(data: str | None, threshold: float) -> Dataset:
+    return binarize(mnist(data), threshold)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,18 +120,18 @@ def train_net(job: dict[str, Any], tick: Callable[[int], Any] | None = None) -> 
     """Train one net for one seed; return its curves (plain lists, so the job can run in a worker)."""
     cfg = Fig1Config(**job["config"])
     ds = _dataset(job["data"], cfg.binarize_threshold)
-    generator = cpu.seed_everything(job["seed"])
+    generator = seed_everything(job["seed"])
     model = mnist_mlp(NETS[job["net"]], activation="sigmoid", hidden=cfg.hidden)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True
     )
 
     def evaluate(step: int) -> dict[str, Any]:
-        nll, acc = cpu.evaluate_classifier(model, ds.x_test, ds.y_test)
+        nll, acc = evaluate_classifier(model, ds.x_test, ds.y_test)
         pct = sigmoid_input_percentiles(model, ds.x_test, cfg.percentiles)
         return {"test_nll": nll, "test_accuracy": acc, "percentiles": pct.tolist()}
 
-    log = cpu.train_steps(
+    log = train_steps(
         model,
         optimizer,
         ds.x_train,
@@ -169,7 +180,7 @@ def relative_drift(percentiles: np.ndarray, steps: Sequence[int], after_step: fl
 
 
 def _by_net(runs: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
-    return {net: cpu.select_runs(runs, seeds, net=net) for net in NETS}
+    return {net: select_runs(runs, seeds, net=net) for net in NETS}
 
 
 def compare(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config) -> dict[str, Any]:
@@ -178,16 +189,14 @@ def compare(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Confi
     final = {net: [r["test_accuracy"][-1] for r in rs] for net, rs in by.items()}
     plain_final, bn_final = final["no BN"], final["BN"]
     higher = [b > p for b, p in zip(bn_final, plain_final)]
-    acc_verdict = cpu.seed_verdict(higher, float(np.mean(bn_final)) > float(np.mean(plain_final)))
+    acc_verdict = seed_verdict(higher, float(np.mean(bn_final)) > float(np.mean(plain_final)))
 
-    reach = [
-        cpu.first_step_reaching(r["steps"], r["test_accuracy"], target) for r, target in zip(by["BN"], plain_final)
-    ]
+    reach = [first_step_reaching(r["steps"], r["test_accuracy"], target) for r, target in zip(by["BN"], plain_final)]
     half = cfg.faster_fraction * cfg.steps
     reach_steps = [float("nan") if s is None else float(s) for s in reach]
     within = [s is not None and s <= half for s in reach]
     reached_mean = all(s is not None for s in reach) and float(np.mean(reach_steps)) <= half
-    speed_verdict = cpu.seed_verdict(within, reached_mean)
+    speed_verdict = seed_verdict(within, reached_mean)
 
     after = cfg.drift_after_fraction * cfg.steps
     drift = {
@@ -200,7 +209,7 @@ def compare(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Confi
         for net, rs in by.items()
     }
     stable = [b < p for b, p in zip(drift["BN"], drift["no BN"])]
-    drift_verdict = cpu.seed_verdict(stable, float(np.mean(drift["BN"])) < float(np.mean(drift["no BN"])))
+    drift_verdict = seed_verdict(stable, float(np.mean(drift["BN"])) < float(np.mean(drift["no BN"])))
 
     metrics = {
         "final_test_accuracy_bn": stat(bn_final, higher_is_better=True),
@@ -259,7 +268,7 @@ def compare(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Confi
             "in the mean only -> partly; otherwise not reproduced",
         },
     ]
-    status = cpu.overall_verdict([c["verdict"] for c in comparisons])
+    status = overall_verdict([c["verdict"] for c in comparisons])
     m = metrics
     early = ", ".join(
         f"step {step:,}: {m[f'test_accuracy_bn_at_step_{step}']['mean']:.3f} vs "
@@ -302,7 +311,7 @@ def curves(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config
             "x": x,
             "x_label": "training steps",
             "y_label": label,
-            "series": {net: cpu.curve_stats([r[key] for r in rs]) for net, rs in by.items()},
+            "series": {net: curve_stats([r[key] for r in rs]) for net, rs in by.items()},
         }
     for net, rs in by.items():
         series = {}
@@ -333,7 +342,7 @@ def plot_fig1(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Con
     sns.set_theme(style="whitegrid")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for color, (net, rs) in zip(sns.color_palette("deep"), by.items()):
-        cpu.plot_band(axes[0], rs[0]["steps"], [r["test_accuracy"] for r in rs], net, color)
+        plot_band(axes[0], rs[0]["steps"], [r["test_accuracy"] for r in rs], net, color)
     axes[0].set(xlabel="training steps", ylabel="test accuracy", title=f"(a) test accuracy ({len(seeds)} seeds)")
     late = np.array([r["test_accuracy"] for rs in by.values() for r in rs])[:, 1:]
     axes[0].set_ylim(max(0.0, float(np.nanmin(late)) - 0.01), 1.0)
@@ -348,7 +357,7 @@ def plot_fig1(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Con
             ylabel="sigmoid input",
             title=f"({letter}) {net}: 15/50/85th pct, unit {cfg.plotted_unit}, seed {r['seed']}",
         )
-    return cpu.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,13 +372,13 @@ def run(
 ) -> list[Path]:
     """Train both nets for every seed, compare, plot, and write ``mnist_fig1.json`` + ``mnist_fig1.png``."""
     cfg = QUICK_CONFIG if quick else CONFIG
-    seeds = cpu.resolve_seeds(seeds, quick)
-    out = cpu.results_dir(PAPER, quick, out_dir)
-    with cpu.Timer() as timer:
+    seeds = resolve_seeds(seeds, quick)
+    out = results_dir(PAPER, quick, out_dir)
+    with Timer() as timer:
         ds = _dataset(data, cfg.binarize_threshold)
         # the slower BN runs first, so that the two workers finish together
         jobs = [{"net": net, "seed": s, "config": asdict(cfg), "data": data} for net in ("BN", "no BN") for s in seeds]
-        runs = cpu.parallel_map(
+        runs = parallel_map(
             train_net,
             jobs,
             workers=1 if quick else workers,
@@ -383,7 +392,7 @@ def run(
             )
         result = compare(runs, seeds, cfg)
         figure = plot_fig1(runs, seeds, cfg, out / f"{EXPERIMENT}.png")
-    path = cpu.finish_experiment(
+    path = finish_experiment(
         out / f"{EXPERIMENT}.json",
         paper=PAPER,
         experiment=EXPERIMENT,
@@ -419,7 +428,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    return cpu.cli(run, "BN paper Figure 1 at CPU scale (MNIST sigmoid MLP with and without BN).", argv)
+    return cli(run, "BN paper Figure 1 at CPU scale (MNIST sigmoid MLP with and without BN).", argv)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from typing import Any
 from reproductions.claims.provenance import REPO_ROOT
 
 __all__ = [
+    "PAPERS",
     "PAPERS_DIR",
     "SCHEMA_PATH",
     "all_papers",
@@ -46,9 +47,14 @@ def _schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+PAPERS = ("batch_norm", "layer_norm", "instance_norm", "group_norm", "weight_standardization", "normprop")
+"""The project's papers, in report order: the one list (``papers/<paper>/``, ``reproductions/<paper>/``,
+``notebooks/<paper>.ipynb``; the two JSON schemas repeat it and a test keeps them equal)."""
+
+
 def all_papers() -> list[str]:
-    """Papers that have a ``papers/<paper>/published.yaml``, sorted."""
-    return sorted(p.parent.name for p in PAPERS_DIR.glob(f"*/{_FILE}"))
+    """The papers of :data:`PAPERS` that have a ``papers/<paper>/published.yaml``, sorted."""
+    return sorted(p for p in PAPERS if (PAPERS_DIR / p / _FILE).is_file())
 
 
 def validate_published(data: dict[str, Any], paper: str | None = None) -> None:

@@ -8,46 +8,22 @@ environment manifest (:mod:`reproductions.claims.provenance`).
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from reproductions.claims.verdicts import VERDICTS
 from reproductions.engine import atomic
 
-__all__ = ["SCHEMA_PATH", "VERDICTS", "load_results", "stat", "validate_results", "write_results"]
+__all__ = ["SCHEMA_PATH", "VERDICTS", "errors_by_label", "load_results", "validate_results", "write_results"]
 
 SCHEMA_PATH = Path(__file__).with_name("results_schema.json")
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "not testable at this scale")
 
 
 @cache
 def _schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
-
-
-def _finite(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else float(v)
-
-
-def stat(values: Sequence[float], unit: str = "", higher_is_better: bool | None = None) -> dict[str, Any]:
-    """Mean and sample standard deviation (ddof=1; 0.0 for a single value) of per-seed values.
-    Non-finite values (a diverged run) are kept as ``null`` and make mean/std ``null``."""
-    vals = [_finite(float(v)) for v in values]
-    ok = [v for v in vals if v is not None]
-    n = len(vals)
-    if len(ok) != n or n == 0:
-        mean = std = None
-    else:
-        mean = sum(ok) / n
-        std = math.sqrt(sum((v - mean) ** 2 for v in ok) / (n - 1)) if n > 1 else 0.0
-    out: dict[str, Any] = {"mean": mean, "std": std, "n": max(n, 1), "values": vals}
-    if unit:
-        out["unit"] = unit
-    if higher_is_better is not None:
-        out["higher_is_better"] = higher_is_better
-    return out
 
 
 def validate_results(results: dict[str, Any]) -> None:
@@ -68,3 +44,9 @@ def load_results(path: str | Path) -> dict[str, Any]:
     results = json.loads(Path(path).read_text())
     validate_results(results)
     return results
+
+
+def errors_by_label(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Per-seed test errors by setting label, read back from a results file's ``test_error.<label>``
+    metrics (what the small-ResNet experiments' verdict rules and plots take)."""
+    return {k.removeprefix("test_error."): list(v["values"]) for k, v in metrics.items() if k.startswith("test_error.")}

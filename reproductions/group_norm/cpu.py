@@ -37,23 +37,21 @@ from pathlib import Path
 from typing import Any
 
 from reproductions.claims.published import published_value
-from reproductions.smallscale import toolkit as cpu
-from reproductions.smallscale.vision import (
+from reproductions.claims.statistics import contrast
+from reproductions.claims.verdicts import (
     RULE_EQUIVALENT,
     RULE_GREATER,
     RULE_REVISION,
-    ClassifierSchedule,
-    ClassifierSetup,
     central_verdict,
-    contrast,
-    default_workers,
-    error_stats,
-    image_dataset,
-    run_curves,
-    train_many,
     verdict_equivalent,
     verdict_greater,
 )
+from reproductions.reporting.plots import save_figure
+from reproductions.smallscale.data import image_dataset
+from reproductions.smallscale.experiment import cli, finish_experiment, resolve_seeds, results_dir
+from reproductions.smallscale.parallel import default_workers
+from reproductions.smallscale.training import Timer
+from reproductions.smallscale.vision import ClassifierSchedule, ClassifierSetup, error_stats, run_curves, train_many
 
 PAPER = "group_norm"
 IMAGES_PER_DEVICE = (32, 16, 8, 4, 2)
@@ -399,13 +397,13 @@ def run(
     quick: bool = False, seeds: Sequence[int] | None = None, data: str | None = None, out_dir: str | None = None
 ) -> list[Path]:
     """Train every setting with every seed, then write the three results files and their figures."""
-    seeds = cpu.resolve_seeds(seeds, quick)
+    seeds = resolve_seeds(seeds, quick)
     schedule = QUICK_SCHEDULE if quick else SCHEDULE
     dataset = image_dataset(data, QUICK_TRAIN_IMAGES if quick else None)
-    out = cpu.results_dir(PAPER, quick, out_dir)
+    out = results_dir(PAPER, quick, out_dir)
     setups = settings()
     workers = 1 if quick else default_workers()
-    with cpu.Timer() as timer:
+    with Timer() as timer:
         records = train_many(setups, seeds, schedule, dataset, workers=workers, desc="group_norm runs")
     n = len(seeds)
     errors: Errors = {label: [r.test_error for r in recs] for label, recs in records.items()}
@@ -417,8 +415,8 @@ def run(
         "evaluation": f"test error (%), median of the last {schedule.eval_last} epochs",
         "workers": workers,
         "threads_per_run": 1,
-        "cpu_seconds": sum(r.cpu_seconds for recs in records.values() for r in recs),
     }
+    timings = {"cpu_seconds": sum(r.cpu_seconds for recs in records.values() for r in recs)}
     metrics = {f"test_error.{s.label}": error_stats(records[s.label]) for s in setups}
     curves = run_curves(records, schedule.epochs)
     n_train, n_test = len(dataset.x_train), len(dataset.x_test)
@@ -429,10 +427,10 @@ def run(
     )
     figures = {
         "table2": [
-            cpu.save_figure(plot_table2(errors), out / "fig1_error_vs_batch.png"),
-            cpu.save_figure(plot_training_curves(curves, seeds), out / "training_curves.png"),
+            save_figure(plot_table2(errors), out / "fig1_error_vs_batch.png"),
+            save_figure(plot_training_curves(curves, seeds), out / "training_curves.png"),
         ],
-        "tables13": [cpu.save_figure(plot_tables13(errors), out / "tables1_3.png")],
+        "tables13": [save_figure(plot_tables13(errors), out / "tables1_3.png")],
     }
     table3_labels = [s.label for s in (*map(_groups_setup, TABLE3_GROUPS), *map(_group_size_setup, TABLE3_GROUP_SIZES))]
     experiments = (
@@ -470,7 +468,7 @@ def run(
     for name, title, claim, rules, figure_names, labels in experiments:
         comps, verdict = rules(errors, n)
         paths.append(
-            cpu.finish_experiment(
+            finish_experiment(
                 out / f"{name}.json",
                 paper=PAPER,
                 experiment=name,
@@ -485,13 +483,14 @@ def run(
                 verdict=verdict,
                 figures=figure_names,
                 seconds=timer.seconds,
+                timings=timings,
                 curves={k: {**c, "series": {lb: c["series"][lb] for lb in labels}} for k, c in curves.items()},
                 notes=[
                     note_scale,
                     RULE_REVISION,
                     f"The three results files (Tables 1, 2, 3) come from one run of {len(setups)} settings x {n} "
                     f"seeds; its time is recorded in each ({timer.seconds:.0f} s wall-clock, "
-                    f"{config['cpu_seconds']:.0f} s CPU over {workers} worker(s)).",
+                    f"{timings['cpu_seconds']:.0f} s CPU over {workers} worker(s)).",
                 ],
             )
         )
@@ -499,7 +498,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    return cpu.cli(run, "Group Normalization at CPU scale: Table 2 / Figure 1, Table 1, Table 3", argv)
+    return cli(run, "Group Normalization at CPU scale: Table 2 / Figure 1, Table 1, Table 3", argv)
 
 
 if __name__ == "__main__":

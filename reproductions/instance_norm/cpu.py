@@ -50,15 +50,14 @@ from typing import Any
 import torch
 
 from normcore.models import johnson_generator
-from reproductions.claims.results import stat
-from reproductions.smallscale import toolkit as cpu
-from reproductions.smallscale.vision import (
-    RULE_GREATER,
-    central_verdict,
-    contrast,
-    default_workers,
-    verdict_greater,
-)
+from reproductions.claims.statistics import contrast, stat
+from reproductions.claims.verdicts import RULE_GREATER, central_verdict, verdict_greater
+from reproductions.errors import UserError
+from reproductions.reporting.plots import save_figure
+from reproductions.smallscale import photographs as ph
+from reproductions.smallscale.experiment import cli, finish_experiment, resolve_seeds, results_dir
+from reproductions.smallscale.parallel import default_workers, parallel_map
+from reproductions.smallscale.training import Timer, seed_everything
 from reproductions.tasks.stylization import losses as st
 
 PAPER = "instance_norm"
@@ -128,14 +127,14 @@ class StylizationData:
 
 def load_data() -> StylizationData:
     """The photographs, resized (see the module docstring)."""
-    train = [st.resize_short_side(st.load_photograph(n).image, SHORT_SIDE) for n in TRAIN_IMAGES]
+    train = [ph.resize_short_side(ph.load_photograph(n).image, SHORT_SIDE) for n in TRAIN_IMAGES]
     held = torch.stack(
         [
-            st.center_crop(st.resize_short_side(st.load_photograph(n).image, SHORT_SIDE), EVAL_SIZE)
+            ph.center_crop(ph.resize_short_side(ph.load_photograph(n).image, SHORT_SIDE), EVAL_SIZE)
             for n in HELD_OUT_IMAGES
         ]
     )
-    style = st.center_crop(st.resize_short_side(st.load_photograph(STYLE_IMAGE).image, SHORT_SIDE), EVAL_SIZE)
+    style = ph.center_crop(ph.resize_short_side(ph.load_photograph(STYLE_IMAGE).image, SHORT_SIDE), EVAL_SIZE)
     return StylizationData(train, held, style)
 
 
@@ -153,8 +152,8 @@ def balanced_weights(net: st.LossNetwork, data: StylizationData, crops: int, cro
     content unchanged and returning the style image both cost 1."""
     g = torch.Generator().manual_seed(WEIGHT_SEED)
     with torch.no_grad():
-        y = st.random_crops(data.train, crop, crops, g)
-        s = st.random_crops([data.style], crop, crops, g)
+        y = ph.random_crops(data.train, crop, crops, g)
+        s = ph.random_crops([data.style], crop, crops, g)
         grams = {k: st.gram_matrix(v) for k, v in net(data.style[None]).items()}
         fy, fs = net(y), net(s)
         ls = float(st.style_loss(fy, grams))
@@ -217,7 +216,7 @@ def train_stylization(
     start, cpu_start = time.perf_counter(), time.process_time()
     net = st.loss_network(prefer_vgg19)
     weights = balanced_weights(net, data, schedule.weight_crops, schedule.crop)
-    generator = cpu.seed_everything(seed)
+    generator = seed_everything(seed)
     model = johnson_generator(norm=norm, width_mult=schedule.width_mult, num_residual=schedule.num_residual)
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
     with torch.no_grad():
@@ -226,7 +225,7 @@ def train_stylization(
     train_loss: list[float] = []
     model.train()
     for step in range(schedule.steps):
-        content = st.random_crops(data.train, schedule.crop, schedule.batch, generator)
+        content = ph.random_crops(data.train, schedule.crop, schedule.batch, generator)
         total, _, _ = _objective(net, model(content), content, grams, weights, schedule.tv_weight)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -375,7 +374,7 @@ def _figure_grid(runs: dict[str, list[StylizationRun]], data: StylizationData, p
         _show(axes[i, 2], runs["bn"][0].outputs["output"][i], "BN generator")
         _show(axes[i, 3], runs["in"][0].outputs["output"][i], "IN generator")
     fig.tight_layout()
-    return cpu.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _figure_contrast(runs: dict[str, list[StylizationRun]], data: StylizationData, path: Path) -> str:
@@ -393,7 +392,7 @@ def _figure_contrast(runs: dict[str, list[StylizationRun]], data: StylizationDat
             _show(axes[i, 2 + 2 * j], out["output"][i], f"{norm.upper()}(x)")
             _show(axes[i, 3 + 2 * j], out["output_low_contrast"][i], f"{norm.upper()}(0.5 x + 0.25)")
     fig.tight_layout()
-    return cpu.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _figure_curves(runs: dict[str, list[StylizationRun]], schedule: StylizationSchedule, path: Path) -> str:
@@ -412,7 +411,7 @@ def _figure_curves(runs: dict[str, list[StylizationRun]], schedule: StylizationS
     ax.set_ylabel("training loss (weighted style + content)")
     ax.set_yscale("log")
     ax.legend()
-    return cpu.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _curve(runs: Sequence[StylizationRun]) -> dict[str, list[float | None]]:
@@ -432,17 +431,18 @@ def run(
     ``data`` is not used: the experiment runs on the photographs of ``skimage.data`` (a full-scale style
     transfer on COCO is a separate script)."""
     if data is not None:
-        raise ValueError(
-            "the instance_norm CPU experiment uses skimage.data photographs only; --data has no effect here"
+        raise UserError(
+            "the instance_norm CPU experiment uses skimage.data photographs only, so --data has no effect here; "
+            "leave it out"
         )
-    seeds = cpu.resolve_seeds(seeds, quick)
+    seeds = resolve_seeds(seeds, quick)
     schedule = QUICK_SCHEDULE if quick else SCHEDULE
     images = load_data()
-    out = cpu.results_dir(PAPER, quick, out_dir)
+    out = results_dir(PAPER, quick, out_dir)
     workers = 1 if quick else default_workers()
     jobs = [(norm, seed, schedule, images) for seed in seeds for norm in NORMS]
-    with cpu.Timer() as timer:
-        results = cpu.parallel_map(
+    with Timer() as timer:
+        results = parallel_map(
             _stylization_job, jobs, workers=workers, desc="instance_norm runs", total=len(jobs) * schedule.steps
         )
     for r in results:
@@ -494,7 +494,7 @@ def run(
             "series": {norm.upper(): _curve(runs[norm]) for norm in NORMS},
         }
     }
-    path = cpu.finish_experiment(
+    path = finish_experiment(
         out / "stylization.json",
         paper=PAPER,
         experiment="stylization",
@@ -526,7 +526,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    return cpu.cli(run, "Instance Normalization at CPU scale: stylization with BN vs IN", argv)
+    return cli(run, "Instance Normalization at CPU scale: stylization with BN vs IN", argv)
 
 
 if __name__ == "__main__":

@@ -46,8 +46,19 @@ import torch
 
 from normcore.models import mlp, sequential_mnist_classifier
 from reproductions.claims.published import published_value
-from reproductions.claims.results import stat
-from reproductions.smallscale import toolkit as cpu
+from reproductions.claims.statistics import curve_stats, stat
+from reproductions.claims.verdicts import overall_verdict, seed_verdict
+from reproductions.reporting.plots import plot_band, save_figure
+from reproductions.smallscale.data import Dataset, mnist
+from reproductions.smallscale.experiment import cli, finish_experiment, resolve_seeds, results_dir, select_runs
+from reproductions.smallscale.parallel import parallel_map
+from reproductions.smallscale.training import (
+    Timer,
+    evaluate_classifier,
+    first_step_reaching,
+    seed_everything,
+    train_steps,
+)
 
 __all__ = [
     "LSTM_CONFIG",
@@ -103,11 +114,11 @@ QUICK_LSTM_CONFIG = LSTMConfig(hidden_size=16, steps=40, eval_every=20)
 # data and models
 # --------------------------------------------------------------------------------------------------
 @cache
-def _dataset(data: str | None) -> cpu.Dataset:
-    return cpu.mnist(data)
+def _dataset(data: str | None) -> Dataset:
+    return mnist(data)
 
 
-def standardized_rows(ds: cpu.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+def standardized_rows(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Train and test images as ``(N, 28, 28)`` row sequences, standardized with the training set's
     global pixel mean and std.
 
@@ -133,13 +144,13 @@ def build_mlp(norm: str, batch_size: int, cfg: MLPConfig) -> torch.nn.Module:
 
 
 # --------------------------------------------------------------------------------------------------
-# one training run (a job for cpu.parallel_map)
+# one training run (a job for parallel_map)
 # --------------------------------------------------------------------------------------------------
 def _train_mlp(job: dict[str, Any], tick: Callable[[int], Any] | None) -> dict[str, Any]:
     cfg = MLPConfig(**job["config"])
     ds = _dataset(job["data"])
     bs = job["batch_size"]
-    generator = cpu.seed_everything(job["seed"])
+    generator = seed_everything(job["seed"])
     model = build_mlp(job["net"], bs, cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     per_epoch = ds.x_train.shape[0] // bs
@@ -147,11 +158,11 @@ def _train_mlp(job: dict[str, Any], tick: Callable[[int], Any] | None) -> dict[s
     x_nll, y_nll = ds.x_train[: cfg.train_nll_samples], ds.y_train[: cfg.train_nll_samples]
 
     def evaluate(step: int) -> dict[str, float]:
-        train_nll, _ = cpu.evaluate_classifier(model, x_nll, y_nll)
-        test_nll, test_acc = cpu.evaluate_classifier(model, ds.x_test, ds.y_test)
+        train_nll, _ = evaluate_classifier(model, x_nll, y_nll)
+        test_nll, test_acc = evaluate_classifier(model, ds.x_test, ds.y_test)
         return {"train_nll": train_nll, "test_nll": test_nll, "test_error": 1.0 - test_acc}
 
-    log = cpu.train_steps(
+    log = train_steps(
         model,
         optimizer,
         ds.x_train,
@@ -176,17 +187,17 @@ def _train_lstm(job: dict[str, Any], tick: Callable[[int], Any] | None) -> dict[
     cfg = LSTMConfig(**job["config"])
     ds = _dataset(job["data"])
     x_train, x_test = standardized_rows(ds)
-    generator = cpu.seed_everything(job["seed"])
+    generator = seed_everything(job["seed"])
     model = sequential_mnist_classifier(hidden_size=cfg.hidden_size, layer_norm=LSTM_NETS[job["net"]])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     x_nll, y_nll = x_train[: cfg.train_nll_samples], ds.y_train[: cfg.train_nll_samples]
 
     def evaluate(step: int) -> dict[str, float]:
-        train_nll, _ = cpu.evaluate_classifier(model, x_nll, y_nll)
-        test_nll, test_acc = cpu.evaluate_classifier(model, x_test, ds.y_test)
+        train_nll, _ = evaluate_classifier(model, x_nll, y_nll)
+        test_nll, test_acc = evaluate_classifier(model, x_test, ds.y_test)
         return {"train_nll": train_nll, "test_nll": test_nll, "test_error": 1.0 - test_acc}
 
-    log = cpu.train_steps(
+    log = train_steps(
         model,
         optimizer,
         x_train,
@@ -228,7 +239,7 @@ def compare_mlp(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCo
     for bs in cfg.batch_sizes:
         auc = {}
         for norm in MLP_NORMS:
-            rs = cpu.select_runs(runs, seeds, kind="mlp", net=norm, batch_size=bs)
+            rs = select_runs(runs, seeds, kind="mlp", net=norm, batch_size=bs)
             auc[norm] = [_auc(r["train_nll"]) for r in rs]
             final_err[norm, bs] = [r["test_error"][-1] for r in rs]
             tag = f"{norm.lower()}_batch{bs}"
@@ -240,8 +251,8 @@ def compare_mlp(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCo
         below = [
             float(np.mean(np.array(l_run["train_nll"][1:]) < np.array(b_run["train_nll"][1:])))
             for l_run, b_run in zip(
-                cpu.select_runs(runs, seeds, kind="mlp", net="LN", batch_size=bs),
-                cpu.select_runs(runs, seeds, kind="mlp", net="BN", batch_size=bs),
+                select_runs(runs, seeds, kind="mlp", net="LN", batch_size=bs),
+                select_runs(runs, seeds, kind="mlp", net="BN", batch_size=bs),
             )
         ]
         metrics[f"fraction_of_evaluations_ln_nll_below_bn_batch{bs}"] = stat(below)
@@ -255,7 +266,7 @@ def compare_mlp(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCo
                     "BN": metrics[f"mean_train_nll_bn_batch{bs}"],
                 },
                 "gap": None,
-                "verdict": cpu.seed_verdict(faster, float(np.mean(auc["LN"])) < float(np.mean(auc["BN"]))),
+                "verdict": seed_verdict(faster, float(np.mean(auc["LN"])) < float(np.mean(auc["BN"]))),
                 "rule": f"training NLL (1,000 training digits, inference mode) averaged over the {cfg.evals_per_epoch} "
                 f"evaluations per epoch of {cfg.epochs:g} epochs: LN lower than BN in every seed -> reproduced; "
                 "in the mean only -> partly; otherwise not reproduced",
@@ -276,7 +287,7 @@ def compare_mlp(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCo
                 "BN": metrics[f"test_error_rise_batch{big}_to_{small}_bn"],
             },
             "gap": None,
-            "verdict": cpu.seed_verdict(robust, float(np.mean(rise["LN"])) < float(np.mean(rise["BN"]))),
+            "verdict": seed_verdict(robust, float(np.mean(rise["LN"])) < float(np.mean(rise["BN"]))),
             "rule": f"rise of the final test error from batch {big} to batch {small} (same seed, same number of "
             "epochs): smaller for LN than for BN in every seed -> reproduced; in the mean only -> partly; "
             "otherwise not reproduced",
@@ -298,17 +309,17 @@ def compare_mlp(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCo
     return {
         "metrics": metrics,
         "comparisons": comparisons,
-        "verdict": {"status": cpu.overall_verdict(verdicts), "summary": summary},
+        "verdict": {"status": overall_verdict(verdicts), "summary": summary},
     }
 
 
 def compare_lstm(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: LSTMConfig) -> dict[str, Any]:
     """Part 2 metrics, comparisons and verdict (see the module docstring for the rules)."""
-    plain = cpu.select_runs(runs, seeds, kind="lstm", net="LSTM")
-    ln = cpu.select_runs(runs, seeds, kind="lstm", net="LN-LSTM")
+    plain = select_runs(runs, seeds, kind="lstm", net="LSTM")
+    ln = select_runs(runs, seeds, kind="lstm", net="LN-LSTM")
     targets = [r["train_nll"][-1] for r in plain]
     reach_step = [
-        cpu.first_step_reaching(r["steps"], r["train_nll"], t, higher_is_better=False) for r, t in zip(ln, targets)
+        first_step_reaching(r["steps"], r["train_nll"], t, higher_is_better=False) for r, t in zip(ln, targets)
     ]
     reach_time = [None if s is None else r["seconds"][r["steps"].index(s)] for r, s in zip(ln, reach_step)]
     plain_time = [r["train_seconds"] for r in plain]
@@ -336,7 +347,7 @@ def compare_lstm(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: LSTM
             "published": published_value(PAPER, "ln.draw.convergence_speedup")["value"],
             "ours": metrics["speedup_in_steps_ln_lstm"],
             "gap": None,
-            "verdict": cpu.seed_verdict(fewer_steps, reached and float(np.mean(steps_v)) < cfg.steps),
+            "verdict": seed_verdict(fewer_steps, reached and float(np.mean(steps_v)) < cfg.steps),
             "rule": f"first evaluation step (every {cfg.eval_every}) at which the LN-LSTM's training NLL is at or "
             f"below the plain LSTM's NLL after {cfg.steps} steps (same seed); speed-up = {cfg.steps} / that step: "
             "above 1 in every seed -> reproduced; in the mean only -> partly; otherwise (or never reached) not "
@@ -351,7 +362,7 @@ def compare_lstm(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: LSTM
                 "LSTM seconds": metrics["train_seconds_lstm"],
             },
             "gap": None,
-            "verdict": cpu.seed_verdict(less_time, reached and float(np.nanmean(time_v)) < float(np.mean(plain_time))),
+            "verdict": seed_verdict(less_time, reached and float(np.nanmean(time_v)) < float(np.mean(plain_time))),
             "rule": "training seconds (evaluation excluded) until the LN-LSTM reaches the LSTM's final training NLL, "
             "against the LSTM's total training seconds, measured in the same run: less in every seed -> "
             "reproduced; in the mean only -> partly; otherwise not reproduced",
@@ -368,7 +379,7 @@ def compare_lstm(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: LSTM
     return {
         "metrics": metrics,
         "comparisons": comparisons,
-        "verdict": {"status": cpu.overall_verdict(verdicts), "summary": summary},
+        "verdict": {"status": overall_verdict(verdicts), "summary": summary},
     }
 
 
@@ -378,8 +389,8 @@ def mlp_curves(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPCon
         for key, label in (("train_nll", "training NLL"), ("test_error", "test error"), ("test_nll", "test NLL")):
             series = {}
             for norm in MLP_NORMS:
-                rs = cpu.select_runs(runs, seeds, kind="mlp", net=norm, batch_size=bs)
-                series[norm] = cpu.curve_stats([r[key] for r in rs])
+                rs = select_runs(runs, seeds, kind="mlp", net=norm, batch_size=bs)
+                series[norm] = curve_stats([r[key] for r in rs])
             out[f"{key}_batch{bs}"] = {"x": rs[0]["epochs"], "x_label": "epochs", "y_label": label, "series": series}
     return out
 
@@ -389,16 +400,16 @@ def lstm_curves(runs: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[st
     for key, label in (("train_nll", "training NLL"), ("test_error", "test error")):
         series = {}
         for net in LSTM_NETS:
-            rs = cpu.select_runs(runs, seeds, kind="lstm", net=net)
-            series[net] = cpu.curve_stats([r[key] for r in rs])
+            rs = select_runs(runs, seeds, kind="lstm", net=net)
+            series[net] = curve_stats([r[key] for r in rs])
         out[key] = {"x": rs[0]["steps"], "x_label": "training steps", "y_label": label, "series": series}
     for net in LSTM_NETS:
-        rs = cpu.select_runs(runs, seeds, kind="lstm", net=net)
+        rs = select_runs(runs, seeds, kind="lstm", net=net)
         out[f"seconds_{net.lower().replace('-', '_')}"] = {
             "x": rs[0]["steps"],
             "x_label": "training steps",
             "y_label": f"training seconds ({net})",
-            "series": {net: cpu.curve_stats([r["seconds"] for r in rs])},
+            "series": {net: curve_stats([r["seconds"] for r in rs])},
         }
     return out
 
@@ -418,12 +429,12 @@ def plot_fig6(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: MLPConf
         for row, (key, label) in enumerate((("train_nll", "training NLL"), ("test_error", "test error"))):
             ax = axes[row, col]
             for norm in MLP_NORMS:
-                rs = cpu.select_runs(runs, seeds, kind="mlp", net=norm, batch_size=bs)
+                rs = select_runs(runs, seeds, kind="mlp", net=norm, batch_size=bs)
                 ys = np.array([r[key][1:] for r in rs])
-                cpu.plot_band(ax, rs[0]["epochs"][1:], ys, f"{norm} batch {bs}", colors[norm])
+                plot_band(ax, rs[0]["epochs"][1:], ys, f"{norm} batch {bs}", colors[norm])
             ax.set(xlabel="epochs", ylabel=label, yscale="log", title=f"{label}, batch {bs} ({len(seeds)} seeds)")
             ax.legend()
-    return cpu.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_lstm(runs: Sequence[dict[str, Any]], seeds: Sequence[int], path: Path) -> str:
@@ -437,16 +448,16 @@ def plot_lstm(runs: Sequence[dict[str, Any]], seeds: Sequence[int], path: Path) 
     sns.set_theme(style="whitegrid")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for color, net in zip(sns.color_palette("deep"), LSTM_NETS):
-        rs = cpu.select_runs(runs, seeds, kind="lstm", net=net)
+        rs = select_runs(runs, seeds, kind="lstm", net=net)
         nll = np.array([r["train_nll"] for r in rs])
-        cpu.plot_band(axes[0], rs[0]["steps"], nll, net, color)
+        plot_band(axes[0], rs[0]["steps"], nll, net, color)
         secs = np.array([r["seconds"] for r in rs]).mean(0)
-        cpu.plot_band(axes[1], secs, nll, net, color)
+        plot_band(axes[1], secs, nll, net, color)
     axes[0].set(xlabel="training steps", ylabel="training NLL", yscale="log", title="sequential MNIST: NLL vs steps")
     axes[1].set(xlabel="training seconds (mean over seeds)", ylabel="training NLL", yscale="log", title="NLL vs time")
     for ax in axes:
         ax.legend()
-    return cpu.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -487,12 +498,12 @@ def run(
     """Run both parts for every seed; write ``pi_mnist_fig6.{json,png}`` and
     ``lstm_sequential_mnist.{json,png}``."""
     mcfg, lcfg = (QUICK_MLP_CONFIG, QUICK_LSTM_CONFIG) if quick else (MLP_CONFIG, LSTM_CONFIG)
-    seeds = cpu.resolve_seeds(seeds, quick)
-    out = cpu.results_dir(PAPER, quick, out_dir)
-    with cpu.Timer() as timer:
+    seeds = resolve_seeds(seeds, quick)
+    out = results_dir(PAPER, quick, out_dir)
+    with Timer() as timer:
         ds = _dataset(data)
         jobs = _jobs(seeds, data, mcfg, lcfg)
-        runs = cpu.parallel_map(
+        runs = parallel_map(
             train_job,
             jobs,
             workers=1 if quick else workers,
@@ -513,7 +524,7 @@ def run(
     mlp_result = compare_mlp(runs, seeds, mcfg)
     fig6 = plot_fig6(runs, seeds, mcfg, out / f"{MLP_EXPERIMENT}.png")
     paths.append(
-        cpu.finish_experiment(
+        finish_experiment(
             out / f"{MLP_EXPERIMENT}.json",
             experiment=MLP_EXPERIMENT,
             title="LN paper Figure 6: permutation-invariant MNIST, BN vs LN at batch 128 and 4",
@@ -552,7 +563,7 @@ def run(
     lstm_result = compare_lstm(runs, seeds, lcfg)
     fig_lstm = plot_lstm(runs, seeds, out / f"{LSTM_EXPERIMENT}.png")
     paths.append(
-        cpu.finish_experiment(
+        finish_experiment(
             out / f"{LSTM_EXPERIMENT}.json",
             experiment=LSTM_EXPERIMENT,
             title="LN-LSTM vs LSTM on row-sequential MNIST",
@@ -589,7 +600,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    return cpu.cli(run, "LN paper Figure 6 and LN-LSTM vs LSTM at CPU scale.", argv)
+    return cli(run, "LN paper Figure 6 and LN-LSTM vs LSTM at CPU scale.", argv)
 
 
 if __name__ == "__main__":

@@ -56,8 +56,16 @@ import numpy as np
 import torch
 
 from normcore.models import nin
-from reproductions.claims.results import stat
-from reproductions.smallscale import toolkit as cpu
+from reproductions.claims.statistics import curve_stats, stat
+from reproductions.claims.verdicts import overall_verdict, seed_verdict
+from reproductions.engine.logs import progress
+from reproductions.engine.schedules import scaled_lr
+from reproductions.reporting.plots import plot_band, save_figure
+from reproductions.smallscale.data import Dataset, mnist
+from reproductions.smallscale.experiment import cli, finish_experiment, resolve_seeds, results_dir, select_runs
+from reproductions.smallscale.parallel import parallel_map
+from reproductions.smallscale.parallel import threads as torch_threads
+from reproductions.smallscale.training import Timer, evaluate_classifier, seed_everything, train_steps
 
 __all__ = ["CONFIG", "NORMS", "QUICK_CONFIG", "NormPropConfig", "compare", "main", "preactivation_stats", "run"]
 
@@ -86,7 +94,7 @@ class NormPropConfig:
 
     def lr(self, batch_size: int) -> float:
         """Linear scaling (Goyal et al. 2017, §2.1): ``base_lr * batch_size / reference_batch``."""
-        return self.base_lr * batch_size / self.reference_batch
+        return scaled_lr(self.base_lr, batch_size, self.reference_batch)
 
 
 CONFIG = NormPropConfig()
@@ -99,12 +107,12 @@ QUICK_TRAIN_SAMPLES = 256
 # data and models
 # --------------------------------------------------------------------------------------------------
 @cache
-def _dataset(data: str | None, quick: bool) -> cpu.Dataset:
-    ds = cpu.mnist(data)
+def _dataset(data: str | None, quick: bool) -> Dataset:
+    ds = mnist(data)
     n = QUICK_TRAIN_SAMPLES if quick else ds.x_train.shape[0]
     img = lambda x: x.view(-1, 1, 28, 28)  # noqa: E731
     split = ds.split + (f"; quick: first {n} training images" if quick else "")
-    return cpu.Dataset(img(ds.x_train[:n]), ds.y_train[:n], img(ds.x_test), ds.y_test, ds.name, ds.source, split)
+    return Dataset(img(ds.x_train[:n]), ds.y_train[:n], img(ds.x_test), ds.y_test, ds.name, ds.source, split)
 
 
 def build(norm: str, cfg: NormPropConfig, x_train: torch.Tensor) -> torch.nn.Module:
@@ -136,7 +144,7 @@ def deviation(stats: dict[str, tuple[float, float]]) -> float:
 
 
 # --------------------------------------------------------------------------------------------------
-# one training run (a job for cpu.parallel_map)
+# one training run (a job for parallel_map)
 # --------------------------------------------------------------------------------------------------
 def train_job(job: dict[str, Any], tick: Callable[[int], Any] | None = None) -> dict[str, Any]:
     """Train one net (``job["norm"]``) at ``job["batch_size"]`` for ``job["epochs"]``; test accuracy
@@ -144,7 +152,7 @@ def train_job(job: dict[str, Any], tick: Callable[[int], Any] | None = None) -> 
     cfg = NormPropConfig(**job["config"])
     ds = _dataset(job["data"], job["quick"])
     bs, epochs = job["batch_size"], job["epochs"]
-    generator = cpu.seed_everything(job["seed"])
+    generator = seed_everything(job["seed"])
     model = build(job["norm"], cfg, ds.x_train)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr(bs), momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True
@@ -154,10 +162,10 @@ def train_job(job: dict[str, Any], tick: Callable[[int], Any] | None = None) -> 
     per_epoch = ds.x_train.shape[0] // bs
 
     def evaluate(step: int) -> dict[str, float]:
-        nll, acc = cpu.evaluate_classifier(model, ds.x_test, ds.y_test, batch_size=500)
+        nll, acc = evaluate_classifier(model, ds.x_test, ds.y_test, batch_size=500)
         return {"test_nll": nll, "test_accuracy": acc}
 
-    log = cpu.train_steps(
+    log = train_steps(
         model,
         optimizer,
         ds.x_train,
@@ -181,15 +189,13 @@ def train_job(job: dict[str, Any], tick: Callable[[int], Any] | None = None) -> 
     }
 
 
-def time_epochs(cfg: NormPropConfig, ds: cpu.Dataset, threads: int = 1) -> dict[str, list[float]]:
+def time_epochs(cfg: NormPropConfig, ds: Dataset, threads: int = 1) -> dict[str, list[float]]:
     """Seconds per training epoch at ``cfg.batch_size`` for every norm, measured in this process with
     ``threads`` torch threads: ``timing_repeats`` rounds, each timing every norm once, the order
     rotating from round to round so that no norm always runs first (warm caches) or last. One
     warm-up step per norm first. Epochs shorter than one (``timing_epochs``) are scaled up."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        generator = cpu.seed_everything(0)
+    with torch_threads(threads):
+        generator = seed_everything(0)
         models = {n: build(n, cfg, ds.x_train) for n in NORMS}
         optimizers = {
             n: torch.optim.SGD(m.parameters(), lr=cfg.lr(cfg.batch_size), momentum=cfg.momentum, foreach=True)
@@ -200,27 +206,25 @@ def time_epochs(cfg: NormPropConfig, ds: cpu.Dataset, threads: int = 1) -> dict[
         names = list(NORMS)
         out: dict[str, list[float]] = {n: [] for n in names}
         for n in names:  # warm-up
-            cpu.train_steps(
+            train_steps(
                 models[n], optimizers[n], ds.x_train, ds.y_train, steps=1, batch_size=cfg.batch_size,
                 generator=generator, eval_every=1,
             )  # fmt: skip
-        for rep in cpu.progress(range(cfg.timing_repeats), desc="NormProp timing"):
+        for rep in progress(range(cfg.timing_repeats), desc="NormProp timing"):
             for n in names[rep % len(names) :] + names[: rep % len(names)]:
-                log = cpu.train_steps(
+                log = train_steps(
                     models[n], optimizers[n], ds.x_train, ds.y_train, steps=steps, batch_size=cfg.batch_size,
                     generator=generator, eval_every=steps,
                 )  # fmt: skip
                 out[n].append(log.seconds[-1] * per_epoch / steps)
         return out
-    finally:
-        torch.set_num_threads(previous)
 
 
 # --------------------------------------------------------------------------------------------------
 # analysis
 # --------------------------------------------------------------------------------------------------
 def _select(runs: Sequence[dict[str, Any]], seeds: Sequence[int], norm: str, bs: int) -> list[dict[str, Any]]:
-    return cpu.select_runs(runs, seeds, norm=norm, batch_size=bs)
+    return select_runs(runs, seeds, norm=norm, batch_size=bs)
 
 
 def _at_epoch(run: dict[str, Any], epoch: float) -> float:
@@ -242,7 +246,7 @@ def compare(
     # 1. accuracy
     margin = cfg.accuracy_margin
     ok = [p >= b - margin for p, b in zip(final["NormProp"], final["BN"])]
-    acc_verdict = cpu.seed_verdict(ok, float(np.mean(final["NormProp"])) >= float(np.mean(final["BN"])) - margin)
+    acc_verdict = seed_verdict(ok, float(np.mean(final["NormProp"])) >= float(np.mean(final["BN"])) - margin)
     # 2. batch size 1
     e1 = float(cfg.batch1_epochs)
     ref = [_at_epoch(r, e1) for r in main_runs["NormProp"]]
@@ -251,7 +255,7 @@ def compare(
     for n, vals in b1.items():
         metrics[f"test_accuracy_{n.lower()}_batch1"] = stat(vals, higher_is_better=True)
     close = [a >= r - cfg.batch1_margin for a, r in zip(b1["NormProp"], ref)]
-    b1_verdict = cpu.seed_verdict(close, float(np.mean(b1["NormProp"])) >= float(np.mean(ref)) - cfg.batch1_margin)
+    b1_verdict = seed_verdict(close, float(np.mean(b1["NormProp"])) >= float(np.mean(ref)) - cfg.batch1_margin)
     # 3. speed
     med = {n: statistics.median(v) for n, v in timing.items()}
     for n, v in timing.items():
@@ -271,7 +275,7 @@ def compare(
         metrics[f"preactivation_deviation_{n.lower()}_{when}"] = stat(vals, higher_is_better=False)
     per_seed = [a < b for when in ("init", "trained") for a, b in zip(dev["NormProp", when], dev["none", when])]
     mean_holds = all(np.mean(dev["NormProp", w]) < np.mean(dev["none", w]) for w in ("init", "trained"))
-    norm_verdict = cpu.seed_verdict(per_seed, bool(mean_holds))
+    norm_verdict = seed_verdict(per_seed, bool(mean_holds))
 
     comparisons = [
         {
@@ -327,7 +331,7 @@ def compare(
             "partly; otherwise not reproduced",
         },
     ]
-    status = cpu.overall_verdict([c["verdict"] for c in comparisons])
+    status = overall_verdict([c["verdict"] for c in comparisons])
     m = metrics
     b1_bn = f", BN {m['test_accuracy_bn_batch1']['mean']:.2%}" if "test_accuracy_bn_batch1" in m else ""
     summary = (
@@ -348,7 +352,7 @@ def curves(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: NormPropCo
         series = {}
         for n in NORMS:
             rs = _select(runs, seeds, n, cfg.batch_size)
-            series[f"{n} batch {cfg.batch_size}"] = cpu.curve_stats([r[key] for r in rs])
+            series[f"{n} batch {cfg.batch_size}"] = curve_stats([r[key] for r in rs])
         out[key] = {"x": rs[0]["epochs"], "x_label": "epochs", "y_label": label, "series": series}
     for when in ("init", "trained"):
         for i, quantity in enumerate(("mean", "std")):
@@ -356,7 +360,7 @@ def curves(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: NormPropCo
             for n in NORMS:
                 rs = _select(runs, seeds, n, cfg.batch_size)
                 layers = list(rs[0][f"stats_{when}"])
-                series[n] = cpu.curve_stats([[r[f"stats_{when}"][la][i] for la in layers] for r in rs])
+                series[n] = curve_stats([[r[f"stats_{when}"][la][i] for la in layers] for r in rs])
             out[f"preactivation_{quantity}_{when}"] = {
                 "x": list(range(1, len(layers) + 1)),
                 "x_label": "hidden conv unit (" + ", ".join(layers) + ")",
@@ -379,7 +383,7 @@ def plot(runs: Sequence[dict[str, Any]], timing: dict[str, list[float]], seeds: 
     fig, axes = plt.subplots(1, 4, figsize=(22, 4.2))
     for n in NORMS:
         rs = _select(runs, seeds, n, cfg.batch_size)
-        cpu.plot_band(axes[0], rs[0]["epochs"], [r["test_accuracy"] for r in rs], n, colors[n])
+        plot_band(axes[0], rs[0]["epochs"], [r["test_accuracy"] for r in rs], n, colors[n])
     axes[0].set(xlabel="epochs", ylabel="test accuracy", title=f"(a) test accuracy, batch {cfg.batch_size}")
     axes[0].legend()
     rows = [
@@ -405,7 +409,7 @@ def plot(runs: Sequence[dict[str, Any]], timing: dict[str, list[float]], seeds: 
     axes[3].set_xticks(range(len(layers)), layers, rotation=45)
     axes[3].set(yscale="log", ylabel="pre-activation std", title="(d) per-layer pre-activation std")
     axes[3].legend(fontsize=7)
-    return cpu.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -420,9 +424,9 @@ def run(
 ) -> list[Path]:
     """Train every net and seed, time the epochs, compare, plot; write ``nin_mnist.{json,png}``."""
     cfg = QUICK_CONFIG if quick else CONFIG
-    seeds = cpu.resolve_seeds(seeds, quick)
-    out = cpu.results_dir(PAPER, quick, out_dir)
-    with cpu.Timer() as timer:
+    seeds = resolve_seeds(seeds, quick)
+    out = results_dir(PAPER, quick, out_dir)
+    with Timer() as timer:
         ds = _dataset(data, quick)
         base = {"config": asdict(cfg), "data": data, "quick": quick}
         # the long batch-1 runs first, so that the two workers finish together
@@ -437,7 +441,7 @@ def run(
             for n in NORMS
         ]
         n_train = ds.x_train.shape[0]
-        runs = cpu.parallel_map(
+        runs = parallel_map(
             train_job,
             jobs,
             workers=1 if quick else workers,
@@ -453,7 +457,7 @@ def run(
         print("  seconds per epoch: " + ", ".join(f"{n} {statistics.median(v):.2f}" for n, v in timing.items()))
         result = compare(runs, timing, seeds, cfg)
         figure = plot(runs, timing, seeds, cfg, out / f"{EXPERIMENT}.png")
-    path = cpu.finish_experiment(
+    path = finish_experiment(
         out / f"{EXPERIMENT}.json",
         paper=PAPER,
         experiment=EXPERIMENT,
@@ -491,7 +495,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    return cpu.cli(run, "NormProp vs BN vs no normalization on a NIN-style net at CPU scale.", argv)
+    return cli(run, "NormProp vs BN vs no normalization on a NIN-style net at CPU scale.", argv)
 
 
 if __name__ == "__main__":

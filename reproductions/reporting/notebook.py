@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from reproductions.claims.provenance import REPO_ROOT
+from reproductions.claims.published import PAPERS
 from reproductions.claims.results import load_results
+from reproductions.reporting.plots import deterministic_matplotlib
 
 __all__ = [
     "PAPERS",
@@ -31,9 +33,11 @@ __all__ = [
     "PaperResults",
     "claim_markdown",
     "claims_markdown",
+    "format_machine",
     "format_ours",
     "format_published",
     "format_seconds",
+    "format_time_on",
     "get_experiment",
     "load_all",
     "load_paper",
@@ -47,7 +51,8 @@ __all__ = [
     "verdict_table",
 ]
 
-PAPERS = ("batch_norm", "layer_norm", "instance_norm", "group_norm", "weight_standardization", "normprop")
+deterministic_matplotlib()  # notebook figures: fixed PNG metadata (does nothing outside a notebook kernel)
+
 PAPER_TITLES = {
     "batch_norm": "Batch Normalization (Ioffe & Szegedy 2015)",
     "layer_norm": "Layer Normalization (Ba, Kiros & Hinton 2016)",
@@ -90,13 +95,14 @@ def results_folder(paper: str, root: Path = REPO_ROOT) -> Path:
     return root / "reproductions" / paper / "results"
 
 
-def load_paper(paper: str, root: Path = REPO_ROOT) -> PaperResults:
-    """Load every ``reproductions/<paper>/results/*.json`` (validated against the schema) and the
-    paper's ``published.yaml`` when they exist. Never raises for missing files."""
+def load_paper(paper: str, root: Path = REPO_ROOT, results_root: Path | None = None) -> PaperResults:
+    """Load every ``reproductions/<paper>/results/*.json`` (or ``results_root/<paper>/*.json``, e.g. a
+    run under ``runs/reproduce/<machine-id>/``), validated against the schema, and the paper's
+    ``published.yaml`` when they exist. Never raises for missing files."""
     if paper not in PAPERS:
         raise ValueError(f"unknown paper {paper!r}; expected one of {', '.join(PAPERS)}")
     out = PaperResults(paper)
-    folder = results_folder(paper, root)
+    folder = results_folder(paper, root) if results_root is None else Path(results_root) / paper
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     for path in files:
         try:
@@ -107,7 +113,8 @@ def load_paper(paper: str, root: Path = REPO_ROOT) -> PaperResults:
         res["_path"] = str(path)
         out.results[res["experiment"]] = res
     if not out.results:
-        out.missing.append(f"no results files under {folder.relative_to(root)}/ (run `make reproduce PAPER={paper}`)")
+        shown = folder.relative_to(root) if folder.is_relative_to(root) else folder
+        out.missing.append(f"no results files under {shown}/ (run `make reproduce PAPER={paper}`)")
     out.published = _load_published(paper, out.missing)
     return out
 
@@ -200,6 +207,23 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def format_machine(manifest: dict[str, Any]) -> str:
+    """The machine a result was measured on, from its manifest: ``"AMD EPYC, 2 cores, 2 threads"``
+    (``"CPU model not recorded"`` for manifests that predate it)."""
+    machine = manifest.get("machine", {})
+    model = machine.get("cpu_model") or "CPU model not recorded"
+    cores, threads = machine.get("cpu_count"), machine.get("torch_threads")
+    return ", ".join([model, *([f"{cores} cores"] if cores else []), *([f"{threads} threads"] if threads else [])])
+
+
+def format_time_on(manifest: dict[str, Any]) -> str:
+    """A result's time with the machine that measured it: ``"5.1 min (AMD EPYC, 2 cores, 2 threads)"``."""
+    seconds = manifest.get("seconds")
+    if seconds is None:
+        return "—"
+    return f"{format_seconds(seconds)} ({format_machine(manifest)})"
+
+
 def _scale_text(res: dict[str, Any]) -> str:
     ds = res["dataset"]
     seeds = res["seeds"]
@@ -227,8 +251,7 @@ def claim_markdown(res: dict[str, Any], paper: PaperResults | None = None) -> st
     seconds = res["manifest"].get("seconds")
     lines += [
         "",
-        f"**Scale.** {_scale_text(res)}; {format_seconds(seconds)} on "
-        f"{res['manifest']['machine'].get('torch_threads', '?')} thread(s).",
+        f"**Scale.** {_scale_text(res)}; {format_seconds(seconds)} on {format_machine(res['manifest'])}.",
         "",
         f"**Verdict: {res['verdict']['status']}.** {res['verdict']['summary']}",
     ]
@@ -264,6 +287,7 @@ def verdict_rows(papers: Sequence[PaperResults]) -> list[dict[str, Any]]:
                     "verdict": "missing",
                     "rule": why,
                     "seconds": None,
+                    "time": "—",
                     "command": f"make reproduce PAPER={paper.paper}",
                 }
             )
@@ -280,6 +304,7 @@ def verdict_rows(papers: Sequence[PaperResults]) -> list[dict[str, Any]]:
                         "verdict": comp["verdict"],
                         "rule": comp.get("rule", ""),
                         "seconds": res["manifest"].get("seconds"),
+                        "time": format_time_on(res["manifest"]),
                         "command": f"python -m reproductions.{paper.paper}.cpu",
                     }
                 )
@@ -291,8 +316,6 @@ def verdict_table(papers: Sequence[PaperResults], columns: Sequence[str] | None 
     import pandas as pd
 
     df = pd.DataFrame(verdict_rows(papers))
-    if "seconds" in df:
-        df["time"] = [format_seconds(s) for s in df["seconds"]]
     cols = list(columns or ("paper", "experiment", "claim", "published", "ours", "verdict", "time"))
     return df[cols]
 

@@ -1,6 +1,7 @@
 r"""Shared training loop of the Group Normalization and WS/BCN CPU experiments: a small ResNet trained on
 small images with D **virtual devices** (per-device BN statistics, as D GPUs with unsynchronized BN),
-run over settings and seeds on a pool of worker processes; and the statistics the verdict rules use.
+run over settings and seeds on a pool of worker processes. (Their data: :mod:`reproductions.smallscale.data`;
+the statistics and verdict rules: :mod:`reproductions.claims`.)
 
 The protocol follows the GN paper's ImageNet recipe (Wu & He 2018, §4.1), scaled down:
 
@@ -32,11 +33,9 @@ two-core reference machine).
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,36 +43,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reproductions.claims.results import stat
+from reproductions.claims.statistics import curve_stats, stat
 from reproductions.engine.optim import build_optimizer
 from reproductions.engine.schedules import build_scheduler, scaled_lr
-from reproductions.smallscale import toolkit as cpu
-from reproductions.smallscale.toolkit import Dataset, Timer, seed_everything
+from reproductions.smallscale.data import Dataset
+from reproductions.smallscale.parallel import one_thread, parallel_map
+from reproductions.smallscale.training import Timer, seed_everything, test_error
 from reproductions.tasks.models import build_model, norm_name
 
 __all__ = [
-    "RULE_EQUIVALENT",
-    "RULE_GREATER",
-    "RULE_NOT_WORSE",
-    "RULE_REVISION",
     "ClassifierSchedule",
     "ClassifierSetup",
     "RunRecord",
     "batch_dependent",
-    "central_verdict",
-    "contrast",
-    "default_workers",
     "error_stats",
-    "errors_by_label",
-    "image_dataset",
-    "mean_difference",
-    "one_thread",
     "run_curves",
-    "standardize_images",
     "train_classifier",
     "train_many",
     "uses_batch_statistics",
-    "verdict_greater",
 ]
 
 
@@ -152,43 +139,6 @@ def batch_dependent(norm: str, norm_kwargs: Mapping[str, Any]) -> bool:
     return norm_name(norm) in ("bn", "bcn")
 
 
-def standardize_images(data: Dataset) -> Dataset:
-    """Subtract the training set's mean and divide by its standard deviation (one scalar each, from the
-    training images only); the test images get the same transform."""
-    mean, std = data.x_train.mean(), data.x_train.std()
-    return Dataset(
-        (data.x_train - mean) / std,
-        data.y_train,
-        (data.x_test - mean) / std,
-        data.y_test,
-        data.name,
-        data.source,
-        data.split,
-    )
-
-
-def image_dataset(data: str | None = None, train_images: int | None = None, upsample: int = 1) -> Dataset:
-    """The experiments' images as standardized ``(N, 1, H, W)`` tensors: the 8x8 digits of scikit-learn
-    (default), or the full MNIST at 28x28 from the folder ``data`` (:func:`reproductions.smallscale.toolkit.mnist`).
-    ``train_images`` keeps the first that many training images (quick mode; the split is already
-    shuffled); ``upsample`` enlarges every image by an integer factor (bilinear)."""
-    if data is None:
-        ds = cpu.digits()
-    else:
-        ds = cpu.mnist(data)
-        ds.x_train, ds.x_test = ds.x_train.view(-1, 1, 28, 28), ds.x_test.view(-1, 1, 28, 28)
-    if train_images is not None:
-        ds.x_train, ds.y_train = ds.x_train[:train_images], ds.y_train[:train_images]
-        ds.split += f"; only the first {train_images} training images (quick mode)"
-    if upsample != 1:
-        if upsample < 1:
-            raise ValueError(f"upsample must be a positive integer, got {upsample}")
-        grow = lambda x: F.interpolate(x, scale_factor=upsample, mode="bilinear", align_corners=False)  # noqa: E731
-        ds.x_train, ds.x_test = grow(ds.x_train), grow(ds.x_test)
-        ds.name += f", upsampled x{upsample} (bilinear) to {ds.x_train.shape[-2]}x{ds.x_train.shape[-1]}"
-    return standardize_images(ds)
-
-
 def _build(setup: ClassifierSetup, schedule: ClassifierSchedule, in_channels: int, num_classes: int) -> nn.Module:
     devices = schedule.devices if uses_batch_statistics(setup.norm, setup.norm_kwargs) else 1
     cfg = {
@@ -216,25 +166,6 @@ def _step_sizes(setup: ClassifierSetup, schedule: ClassifierSchedule) -> tuple[i
     return schedule.effective_batch, forward
 
 
-@torch.no_grad()
-def _test_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> float:
-    model.eval()
-    wrong = sum(int((model(x[i : i + chunk]).argmax(1) != y[i : i + chunk]).sum()) for i in range(0, len(x), chunk))
-    model.train()
-    return 100.0 * wrong / len(x)
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the ``with`` block on one torch thread, then restore the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_classifier(
     setup: ClassifierSetup,
     schedule: ClassifierSchedule,
@@ -245,8 +176,8 @@ def train_classifier(
 ) -> RunRecord:
     """Train one setting with one seed (model init and data order both from ``seed``) on one thread (so a run
     gives the same numbers in any worker process) and return its curves and reported test error. ``data``
-    holds ``(N, C, H, W)`` images (see :func:`image_dataset`); ``tick(1)`` is called after every epoch (a
-    progress bar's ``update``)."""
+    holds ``(N, C, H, W)`` images (:func:`~reproductions.smallscale.data.image_dataset`); ``tick(1)`` is
+    called after every epoch (a progress bar's ``update``)."""
     with one_thread():
         return _train(setup, schedule, data, seed, tick)
 
@@ -297,7 +228,7 @@ def _train(
                 scheduler.step()
                 steps += 1
             train_loss.append(float(total) / len(order))
-            test_errors.append(_test_error(model, data.x_test, data.y_test))
+            test_errors.append(test_error(model, data.x_test, data.y_test))
             if tick is not None:
                 tick(1)
             if not math.isfinite(train_loss[-1]):
@@ -324,12 +255,6 @@ def _cost(setup: ClassifierSetup, schedule: ClassifierSchedule, n: int) -> float
     return (n // step_batch) * (step_batch / forward_batch) * (1.0 + forward_batch / 64)
 
 
-def default_workers() -> int:
-    """The worker processes :func:`reproductions.smallscale.toolkit.parallel_map` uses by default: one per core, at
-    most 2 (recorded in the results' config)."""
-    return min(2, os.cpu_count() or 1)
-
-
 def train_many(
     setups: Sequence[ClassifierSetup],
     seeds: Sequence[int],
@@ -340,7 +265,7 @@ def train_many(
     desc: str = "runs",
 ) -> dict[str, list[RunRecord]]:
     """Train every setting with every seed, one thread per run, on ``workers`` processes
-    (:func:`reproductions.smallscale.toolkit.parallel_map`, longest runs first, one progress bar in epochs); returns
+    (:func:`reproductions.smallscale.parallel.parallel_map`, longest runs first, one progress bar in epochs); returns
     ``{label: [record per seed, in seed order]}`` and prints a one-line summary per setting."""
     labels = [s.label for s in setups]
     if len(set(labels)) != len(labels):
@@ -349,7 +274,7 @@ def train_many(
         ((s, schedule, data, seed) for s in setups for seed in seeds),
         key=lambda job: -_cost(job[0], schedule, len(data.x_train)),
     )
-    records = cpu.parallel_map(_train_job, jobs, workers=workers, desc=desc, total=len(jobs) * schedule.epochs)
+    records = parallel_map(_train_job, jobs, workers=workers, desc=desc, total=len(jobs) * schedule.epochs)
     by_key = {(r.label, r.seed): r for r in records}
     out = {label: [by_key[label, seed] for seed in seeds] for label in labels}
     for label, recs in out.items():
@@ -373,92 +298,10 @@ def run_curves(records: Mapping[str, Sequence[RunRecord]], epochs: int) -> dict[
             "x": list(range(1, epochs + 1)),
             "x_label": "epoch",
             "y_label": ylabel,
-            "series": {label: cpu.curve_stats([getattr(r, attr) for r in recs]) for label, recs in records.items()},
+            "series": {label: curve_stats([getattr(r, attr) for r in recs]) for label, recs in records.items()},
         }
         for key, attr, ylabel in (
             ("train_loss", "train_loss", "training loss (mean over the epoch's steps, train mode)"),
             ("test_error", "test_errors", "test error (%)"),
         )
     }
-
-
-def errors_by_label(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, list[float]]:
-    """Per-seed test errors by setting label, read back from a results file's ``test_error.<label>``
-    metrics (what the experiments' verdict rules and plots take)."""
-    return {k.removeprefix("test_error."): list(v["values"]) for k, v in metrics.items() if k.startswith("test_error.")}
-
-
-# --------------------------------------------------------------------------------------------------
-# verdict rules (each takes a difference d and its standard error se, see :func:`contrast`)
-# --------------------------------------------------------------------------------------------------
-REPRODUCED, NOT_REPRODUCED, PARTLY, NOT_TESTABLE = (
-    "reproduced",
-    "not reproduced",
-    "partly reproduced",
-    "not testable at this scale",
-)
-RULE_GREATER = "reproduced if d > 2 se, else not reproduced"
-RULE_EQUIVALENT = (
-    "equivalence within a margin m: reproduced if |d| + 2 se <= m (the 2-se interval lies inside ±m); not reproduced "
-    "if |d| - 2 se > m; otherwise not testable at this scale (the interval is wider than the margin)"
-)
-RULE_NOT_WORSE = (
-    "non-inferiority within a margin m: reproduced if d + 2 se <= m; not reproduced if d - 2 se > m; otherwise "
-    "not testable at this scale"
-)
-
-RULE_REVISION = (
-    "Rule revision (after the first full run, before these results): claims of 'no change', 'close' or 'matches' "
-    "first passed when |d| <= 2 se + margin, which holds whenever the seeds disagree enough; they now pass only "
-    "when the whole 2-se interval of d lies within the margin (equivalence / non-inferiority), and an interval too "
-    "wide to decide gives 'not testable at this scale'. No other rule, setting or hyper-parameter changed."
-)
-
-
-def verdict_greater(d: float, se: float) -> str:
-    """A directional claim "d > 0": reproduced when d exceeds twice its standard error."""
-    return REPRODUCED if d > 2 * se else NOT_REPRODUCED
-
-
-def verdict_equivalent(d: float, se: float, margin: float) -> str:
-    """A claim "no difference": reproduced only when the whole 2-se interval of d lies within ±margin; when
-    the interval is too wide to decide, "not testable at this scale" (never "reproduced" for noisy seeds)."""
-    if abs(d) + 2 * se <= margin:
-        return REPRODUCED
-    return NOT_REPRODUCED if abs(d) - 2 * se > margin else NOT_TESTABLE
-
-
-def verdict_not_worse(d: float, se: float, margin: float) -> str:
-    """A claim "matches or beats" (d = ours - reference, lower is better): reproduced when the upper end of
-    the 2-se interval is at most ``margin``; not reproduced when its lower end exceeds ``margin``."""
-    if d + 2 * se <= margin:
-        return REPRODUCED
-    return NOT_REPRODUCED if d - 2 * se > margin else NOT_TESTABLE
-
-
-def central_verdict(central: Sequence[str], others: Sequence[str] = ()) -> str:
-    """Every claim reproduced: reproduced; some central claim reproduced (or partly): partly reproduced; no
-    central claim reproduced: not reproduced (whatever the others say)."""
-    if all(v == REPRODUCED for v in (*central, *others)):
-        return REPRODUCED
-    return PARTLY if any(v in (REPRODUCED, PARTLY) for v in central) else NOT_REPRODUCED
-
-
-def contrast(terms: Sequence[tuple[float, Sequence[float]]]) -> tuple[float, float]:
-    r"""A linear combination of the means of independent samples and its standard error,
-
-    .. math:: d = \sum_k c_k \bar x_k, \qquad se(d) = \sqrt{\sum_k c_k^2 s_k^2 / n_k}
-
-    with :math:`s_k^2` the sample variances (ddof=1; 0 for a single value). ``terms`` are
-    ``(c_k, values_k)``. The verdict rules call a value significant when :math:`|d| > 2\,se(d)` (about a
-    95% interval for normal errors)."""
-    if not terms or any(len(v) == 0 for _, v in terms):
-        raise ValueError("contrast needs at least one value in every sample")
-    value = sum(c * statistics.fmean(v) for c, v in terms)
-    var = sum(c * c * (statistics.variance(v) if len(v) > 1 else 0.0) / len(v) for c, v in terms)
-    return value, math.sqrt(var)
-
-
-def mean_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """:math:`\bar a - \bar b` and its standard error (:func:`contrast` with coefficients +1, -1)."""
-    return contrast([(1.0, a), (-1.0, b)])

@@ -39,23 +39,21 @@ from pathlib import Path
 from typing import Any
 
 from reproductions.claims.published import published_value
-from reproductions.smallscale import toolkit as cpu
-from reproductions.smallscale.vision import (
+from reproductions.claims.statistics import contrast
+from reproductions.claims.verdicts import (
     RULE_GREATER,
     RULE_NOT_WORSE,
     RULE_REVISION,
-    ClassifierSchedule,
-    ClassifierSetup,
     central_verdict,
-    contrast,
-    default_workers,
-    error_stats,
-    image_dataset,
-    run_curves,
-    train_many,
     verdict_greater,
     verdict_not_worse,
 )
+from reproductions.reporting.plots import save_figure
+from reproductions.smallscale.data import image_dataset
+from reproductions.smallscale.experiment import cli, finish_experiment, resolve_seeds, results_dir
+from reproductions.smallscale.parallel import default_workers
+from reproductions.smallscale.training import Timer
+from reproductions.smallscale.vision import ClassifierSchedule, ClassifierSetup, error_stats, run_curves, train_many
 
 PAPER = "weight_standardization"
 GROUPS = 8
@@ -195,18 +193,18 @@ def run(
     quick: bool = False, seeds: Sequence[int] | None = None, data: str | None = None, out_dir: str | None = None
 ) -> list[Path]:
     """Train every row with every seed; write ``micro_batch.json`` and its figure."""
-    seeds = cpu.resolve_seeds(seeds, quick)
+    seeds = resolve_seeds(seeds, quick)
     schedule = QUICK_SCHEDULE if quick else SCHEDULE
     dataset = image_dataset(data, QUICK_TRAIN_IMAGES if quick else None, upsample=1 if data else UPSAMPLE)
-    out = cpu.results_dir(PAPER, quick, out_dir)
+    out = results_dir(PAPER, quick, out_dir)
     workers = 1 if quick else default_workers()
-    with cpu.Timer() as timer:
+    with Timer() as timer:
         records = train_many(SETTINGS, seeds, schedule, dataset, workers=workers, desc="weight_standardization runs")
     n = len(seeds)
     errors = {label: [r.test_error for r in recs] for label, recs in records.items()}
     comps, verdict = comparisons(errors, n)
     curves = run_curves(records, schedule.epochs)
-    figure = cpu.save_figure(plot_results(errors, curves, seeds), out / "micro_batch.png")
+    figure = save_figure(plot_results(errors, curves, seeds), out / "micro_batch.png")
     config = {
         "model": f"small_resnet(depth={schedule.depth}, width={schedule.width}), zero-init last gamma",
         "schedule": schedule.describe(),
@@ -216,9 +214,9 @@ def run(
         "evaluation": f"test error (%), median of the last {schedule.eval_last} epochs",
         "workers": workers,
         "threads_per_run": 1,
-        "cpu_seconds": sum(r.cpu_seconds for recs in records.values() for r in recs),
     }
-    path = cpu.finish_experiment(
+    timings = {"cpu_seconds": sum(r.cpu_seconds for recs in records.values() for r in recs)}
+    path = finish_experiment(
         out / "micro_batch.json",
         paper=PAPER,
         experiment="micro_batch",
@@ -234,6 +232,7 @@ def run(
         verdict=verdict,
         figures=[figure],
         seconds=timer.seconds,
+        timings=timings,
         curves=curves,
         notes=[
             RULE_REVISION,
@@ -248,7 +247,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    return cpu.cli(run, "Weight Standardization / BCN at CPU scale: micro-batch training", argv)
+    return cli(run, "Weight Standardization / BCN at CPU scale: micro-batch training", argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,64 @@
+r"""The statistics behind the verdicts: per-seed summaries (mean, sample std), curves over seeds, and
+differences of means with their standard errors (:func:`contrast`, :func:`mean_difference`)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["contrast", "curve_stats", "mean_difference", "stat"]
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def stat(values: Sequence[float], unit: str = "", higher_is_better: bool | None = None) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof=1; 0.0 for a single value) of per-seed values.
+    Non-finite values (a diverged run) are kept as ``null`` and make mean/std ``null``."""
+    vals = [_finite(float(v)) for v in values]
+    ok = [v for v in vals if v is not None]
+    n = len(vals)
+    if len(ok) != n or n == 0:
+        mean = std = None
+    else:
+        mean = sum(ok) / n
+        std = math.sqrt(sum((v - mean) ** 2 for v in ok) / (n - 1)) if n > 1 else 0.0
+    out: dict[str, Any] = {"mean": mean, "std": std, "n": max(n, 1), "values": vals}
+    if unit:
+        out["unit"] = unit
+    if higher_is_better is not None:
+        out["higher_is_better"] = higher_is_better
+    return out
+
+
+def curve_stats(per_seed: Sequence[Sequence[float]]) -> dict[str, list[float | None]]:
+    """Mean and sample std over seeds at every point of equally long per-seed curves, in the form
+    the results schema's ``curves.<name>.series.<series>`` expects (``None`` where undefined)."""
+    lengths = {len(c) for c in per_seed}
+    if len(lengths) != 1:
+        raise ValueError(f"curves of different lengths {sorted(lengths)}: evaluate every seed at the same steps")
+    points = [stat(vals) for vals in zip(*per_seed)]
+    return {"mean": [p["mean"] for p in points], "std": [p["std"] for p in points]}
+
+
+def contrast(terms: Sequence[tuple[float, Sequence[float]]]) -> tuple[float, float]:
+    r"""A linear combination of the means of independent samples and its standard error,
+
+    .. math:: d = \sum_k c_k \bar x_k, \qquad se(d) = \sqrt{\sum_k c_k^2 s_k^2 / n_k}
+
+    with :math:`s_k^2` the sample variances (ddof=1; 0 for a single value). ``terms`` are
+    ``(c_k, values_k)``. The verdict rules call a value significant when :math:`|d| > 2\,se(d)` (about a
+    95% interval for normal errors)."""
+    if not terms or any(len(v) == 0 for _, v in terms):
+        raise ValueError("contrast needs at least one value in every sample")
+    value = sum(c * statistics.fmean(v) for c, v in terms)
+    var = sum(c * c * (statistics.variance(v) if len(v) > 1 else 0.0) / len(v) for c, v in terms)
+    return value, math.sqrt(var)
+
+
+def mean_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    r""":math:`\bar a - \bar b` and its standard error (:func:`contrast` with coefficients +1, -1)."""
+    return contrast([(1.0, a), (-1.0, b)])
