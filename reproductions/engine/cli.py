@@ -60,6 +60,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         "weight_decay": 1e-4,
         "norm_weight_decay": None,  # null = weight_decay (GN paper: decay on gamma and beta too)
         "bias_weight_decay": None,
+        "bias_lr_factor": 1.0,  # Detectron / maskrcnn-benchmark: 2 (and bias_weight_decay 0)
+        "norm_bias_rule": "norm",  # norm: a norm's beta with gamma; bias: beta follows the bias rule (by name)
         "betas": [0.9, 0.999],
         "eps": 1e-8,
         "alpha": 0.99,
@@ -94,6 +96,7 @@ FLAG_TO_KEY: dict[str, str] = {
     "log_every": "train.log_every",
     "device": "train.device",
     "lr": "optim.lr",
+    "from_scratch": "model.from_scratch",
 }
 """Which config key each shortcut flag sets (flags left at ``None`` leave the config alone)."""
 
@@ -128,6 +131,13 @@ def engine_parser(description: str, *, config_required: bool = True) -> argparse
     p.add_argument("--log-every", type=int, help="a human log line every N optimizer steps")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--download", action="store_const", const=True, help="let torchvision download CIFAR/SVHN")
+    p.add_argument(
+        "--from-scratch",
+        action="store_const",
+        const=True,
+        help="detection/segmentation: train from random weights although the config fine-tunes from ImageNet "
+        "weights (model.pretrained_name); the run is then not the paper's row",
+    )
     p.add_argument("--eval-only", action="store_true", help="evaluate the checkpoint given by --resume and exit")
     p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any config key")

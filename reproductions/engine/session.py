@@ -164,6 +164,8 @@ def optimizer_from_config(cfg: Mapping[str, Any], model: nn.Module, total_batch:
         weight_decay=float(o["weight_decay"]),
         norm_weight_decay=o.get("norm_weight_decay"),
         bias_weight_decay=o.get("bias_weight_decay"),
+        bias_lr_factor=float(o.get("bias_lr_factor", 1.0)),
+        norm_bias_rule=str(o.get("norm_bias_rule", "norm")),
         momentum=float(o["momentum"]),
         nesterov=bool(o["nesterov"]),
         betas=tuple(o["betas"]),

@@ -9,7 +9,18 @@ Accepted files:
   ``state_dict`` or ``model`` (the official WS/BCN ``.pth.tar`` files); ``module.`` and
   ``_orig_mod.`` prefixes (DDP, ``torch.compile``) are stripped.
 
+* ``torchvision:<Enum>.<member>``, e.g. ``torchvision:ResNet50_Weights.IMAGENET1K_V1``: torchvision's
+  weights, pinned by enum member (``DEFAULT`` is refused: it moves between releases, and ResNet-50's
+  ``IMAGENET1K_V2``, 80.9 % top-1, would inflate a BN* baseline that the papers ran on a ~76 % model);
+  torchvision loads them from its cache (``$TORCH_HOME``) or downloads them.
+
 The classifier (``fc.*``) is never loaded: detection and segmentation drop it.
+
+Which weights a dense-task config fine-tunes from (:func:`resolve_pretrained`): ``model.pretrained`` is
+the file or pinned enum to load; ``model.pretrained_name`` says, in words, which weights the paper's row
+starts from (set in every fine-tuning config); ``model.from_scratch`` (``--from-scratch``) trains from
+random weights on purpose. A config that names weights but gets no file stops with an error that says
+what to pass, instead of silently training from random weights (with BN* frozen at identity statistics).
 """
 
 from __future__ import annotations
@@ -28,7 +39,18 @@ from reproductions.engine.checkpoint import load_checkpoint
 from reproductions.engine.trainer import CHECKPOINT_FORMAT
 from reproductions.tasks.models import build_model
 
-__all__ = ["LoadReport", "backbone_from_config", "freeze_resnet_stages", "load_backbone_weights", "read_state_dict"]
+__all__ = [
+    "TORCHVISION_PREFIX",
+    "LoadReport",
+    "PretrainedWeightsError",
+    "backbone_from_config",
+    "freeze_resnet_stages",
+    "load_backbone_weights",
+    "pretrained_state_dict",
+    "read_state_dict",
+    "resolve_pretrained",
+    "torchvision_weights",
+]
 
 _PREFIXES = ("module.", "_orig_mod.")
 RESNET_STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
@@ -59,6 +81,82 @@ def read_state_dict(path: str | os.PathLike, *, trusted: bool = False) -> dict[s
     if not out:
         raise ValueError(f"{path} holds no tensors; is it a weights file?")
     return out
+
+
+TORCHVISION_PREFIX = "torchvision:"
+
+
+class PretrainedWeightsError(ValueError):
+    """A fine-tuning config without its weights, or weights that cannot be pinned or do not fit."""
+
+
+def torchvision_weights(spec: str, backbone: str | None = None) -> Any:
+    """The torchvision weights enum member named by ``"torchvision:<Enum>.<member>"``. Refuses
+    ``DEFAULT`` or a missing member (the version must be pinned) and, when ``backbone`` is given, weights
+    of another architecture (ResNet-50 weights would half-load into a ResNet-101 without an error)."""
+    import torchvision.models
+
+    name = spec[len(TORCHVISION_PREFIX) :] if spec.startswith(TORCHVISION_PREFIX) else spec
+    enum_name, _, member = name.partition(".")
+    if not member or member.upper() == "DEFAULT":
+        raise PretrainedWeightsError(
+            f"pretrained {spec!r}: pin the weights version, e.g. "
+            f"torchvision:{enum_name or 'ResNet50_Weights'}.IMAGENET1K_V1 (DEFAULT changes between torchvision "
+            "releases; for ResNet-50 it is IMAGENET1K_V2, 80.9 % top-1)"
+        )
+    try:
+        weights = torchvision.models.get_weight(name)
+    except (ValueError, KeyError, AttributeError) as err:
+        raise PretrainedWeightsError(
+            f"pretrained {spec!r} is not a torchvision weights enum member ({err}); write it as "
+            "torchvision:ResNet50_Weights.IMAGENET1K_V1"
+        ) from None
+    arch = type(weights).__name__.removesuffix("_Weights").lower()
+    if backbone is not None and arch != backbone.lower():
+        raise PretrainedWeightsError(
+            f"pretrained {spec!r} holds {arch} weights but model.backbone is {backbone!r}; use the enum of {backbone}"
+        )
+    return weights
+
+
+def pretrained_state_dict(source: str | os.PathLike, *, trusted: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of ``source``: a weights file (:func:`read_state_dict`) or a pinned torchvision enum
+    member (``torchvision:ResNet50_Weights.IMAGENET1K_V1``, loaded through torchvision's cache)."""
+    if isinstance(source, str) and source.startswith(TORCHVISION_PREFIX):
+        weights = torchvision_weights(source)
+        return dict(weights.get_state_dict(progress=True, check_hash=True))
+    return read_state_dict(source, trusted=trusted)
+
+
+def resolve_pretrained(model_cfg: Mapping[str, Any], *, log: Any = print) -> str | None:
+    """The weights source a dense task loads (``None``: random initialization), from the ``model``
+    section's ``pretrained``, ``pretrained_name`` and ``from_scratch`` (module docstring).
+
+    * ``from_scratch: true`` (``--from-scratch``) wins: nothing is loaded; if the config names weights,
+      ``log`` is told that the run is not the paper's fine-tuned row.
+    * otherwise ``pretrained`` (a file or a pinned torchvision enum member) is loaded;
+    * a config that names weights (``pretrained_name``) but has no ``pretrained`` stops with
+      :class:`PretrainedWeightsError`, saying which weights to pass and how.
+    """
+    source, needed = model_cfg.get("pretrained"), model_cfg.get("pretrained_name")
+    if model_cfg.get("from_scratch"):
+        if needed or source:
+            log(
+                f"--from-scratch: random initial weights; the paper's row fine-tunes from {needed or source}, "
+                "so this run is not that row"
+            )
+        return None
+    if source:
+        if isinstance(source, str) and source.startswith(TORCHVISION_PREFIX):
+            torchvision_weights(source, model_cfg.get("backbone"))
+        return str(source)
+    if needed:
+        raise PretrainedWeightsError(
+            f"this config fine-tunes from ImageNet weights: {needed}. Pass them with --set model.pretrained=PATH "
+            "(a weights file or checkpoint; or torchvision:<Enum>.<member> for torchvision's pinned weights), or "
+            "add --from-scratch to train from random weights on purpose (then the run is not the paper's row)"
+        )
+    return None
 
 
 def _by_layer(keys: Iterable[str]) -> list[str]:
@@ -97,13 +195,14 @@ def load_backbone_weights(
     trusted: bool = False,
     ignore_prefixes: tuple[str, ...] = ("fc.",),
 ) -> LoadReport:
-    """Load ``path`` into ``model`` (a torchvision-layout ResNet or ResNeXt), skipping ``ignore_prefixes`` and
+    """Load ``path`` (a file or ``torchvision:<Enum>.<member>``) into ``model`` (a torchvision-layout
+    ResNet or ResNeXt), skipping ``ignore_prefixes`` and
     tensors whose shape differs. Raises if no tensor matches (the wrong file or architecture);
     otherwise returns a :class:`LoadReport` naming every missing or unexpected tensor by layer (e.g. a
     BN checkpoint in a GN model: ``running_mean``/``running_var`` unexpected)."""
-    state = {k: v for k, v in read_state_dict(path, trusted=trusted).items() if not k.startswith(ignore_prefixes)}
+    state = {k: v for k, v in pretrained_state_dict(path, trusted=trusted).items() if not k.startswith(ignore_prefixes)}
     own = model.state_dict()
-    report = LoadReport(str(Path(path)))
+    report = LoadReport(path if isinstance(path, str) and path.startswith(TORCHVISION_PREFIX) else str(Path(path)))
     usable = {}
     for key, value in state.items():
         if key not in own:
@@ -151,7 +250,8 @@ def backbone_from_config(
     :data:`reproductions.tasks.models.ARCHITECTURES` ResNet name; ``norm``, ``norm_kwargs``,
     ``conv``, ``conv_kwargs``, ``zero_init_residual``), built by
     :func:`reproductions.tasks.models.build_model` (so ``sync_bn`` and virtual devices apply as in
-    classification), with the ``pretrained`` weights loaded; ``log`` receives the load report."""
+    classification), with the weights :func:`resolve_pretrained` picks loaded; ``log`` receives the load
+    report."""
     resnet = build_model(
         {
             "arch": model_cfg["backbone"],
@@ -165,7 +265,8 @@ def backbone_from_config(
         sync_bn=sync_bn,
         virtual_devices=virtual_devices,
     )
-    if model_cfg.get("pretrained"):
-        for line in load_backbone_weights(resnet, model_cfg["pretrained"], trusted=trusted).lines():
+    source = resolve_pretrained(model_cfg, log=log)
+    if source:
+        for line in load_backbone_weights(resnet, source, trusted=trusted).lines():
             log(line)
     return resnet

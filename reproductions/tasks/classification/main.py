@@ -26,6 +26,7 @@ from reproductions.engine.entry import RunContext, Task, TaskParts, fmt, run_tas
 from reproductions.engine.session import eval_loader, median_of_last
 from reproductions.tasks.classification.data import build_classification_datasets
 from reproductions.tasks.models import build_model
+from reproductions.tasks.targets import expected_results, reported_top1_err
 
 __all__ = ["CLASSIFICATION", "CLASSIFICATION_DEFAULTS", "build_from_config", "evaluate_topk", "main", "topk_correct"]
 
@@ -40,6 +41,7 @@ CLASSIFICATION_DEFAULTS: dict[str, Any] = {
         "zero_init_residual": True,
         "kwargs": {},
         "activation": "relu",
+        "inception_kwargs": {},  # bn_inception: first_conv, depth_multiplier, lrn (tasks/classification/inception.py)
     },
     "data": {
         "dataset": "imagenet",
@@ -62,7 +64,9 @@ CLASSIFICATION_DEFAULTS: dict[str, Any] = {
     # median_last: report the median top-1 error of the last N epochs (GN paper §4.1: N = 5);
     # target_top1_err: report the first epoch/step whose top-1 error is at most this (BN paper Fig. 3,
     # "steps to 72.2%" accuracy = 27.8% error).
-    "eval": {"median_last": 5, "target_top1_err": None},
+    # report: which number is the run's result: median_last (GN paper), best (the best epoch: BN paper Fig. 3's
+    # maximum accuracy, the WS code's best_acc) or final (the last epoch).
+    "eval": {"median_last": 5, "target_top1_err": None, "report": "median_last"},
 }
 
 
@@ -141,6 +145,9 @@ def _build(ctx: RunContext) -> TaskParts:
             f"top5_err_median_last{n}": median_of_last(history, "top5_err", n),
             "top1_err_best": min((r["top1_err"] for r in history if "top1_err" in r), default=None),
         }
+        metrics["reported_as"] = str(cfg["eval"]["report"])
+        metrics["top1_err_reported"] = reported_top1_err(metrics, metrics["reported_as"], n)
+        metrics["expected"] = expected_results(cfg)  # only "target" values may decide; "unverified" never does
         target = cfg["eval"].get("target_top1_err")
         if target is not None:
             hit = next((r for r in history if r.get("top1_err") is not None and r["top1_err"] <= target), None)

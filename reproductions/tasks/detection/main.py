@@ -100,7 +100,9 @@ DETECTION_DEFAULTS: dict[str, Any] = {
         "head_channels": 256,  # convs of the 4conv1fc box head and of the mask head
         "box_head_fc": 1024,
         "mask_head_convs": 4,
-        "pretrained": None,  # ImageNet weights: engine checkpoint or torchvision state_dict file
+        "pretrained": None,  # ImageNet weights: a file, or torchvision:<Enum>.<member> (pinned)
+        "pretrained_name": None,  # the weights the paper's row fine-tunes from (in words); set = required
+        "from_scratch": False,  # --from-scratch: random initial weights on purpose (GN Table 7)
         "trainable_layers": 3,  # ResNet stages that train: 3 = Detectron FREEZE_AT 2; 5 = all (scratch)
         "zero_init_residual": True,  # only matters from scratch
         "kwargs": {},  # torchvision MaskRCNN keyword arguments (rpn_*, box_*)

@@ -31,6 +31,8 @@ ground truth or the prediction (all 21 on VOC val).
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -83,7 +85,11 @@ SEGMENTATION_DEFAULTS: dict[str, Any] = {
         "aspp_rates": [6, 12, 18],  # at output stride 16 (doubled at 8)
         "aspp_channels": 256,
         "aspp_dropout": 0.0,  # torchvision's ASPP has 0.5; the official DeepLabV3 code has none
-        "pretrained": None,
+        "head_init": "torchvision",  # torchvision | official: every head conv N(0, sqrt(2 / (k*k*out))) (deeplab.py)
+        "align_corners": False,  # final logits upsampling; the official deeplab.py uses True
+        "pretrained": None,  # ImageNet weights: a file, or torchvision:<Enum>.<member> (pinned)
+        "pretrained_name": None,  # the weights the paper's row fine-tunes from (in words); set = required
+        "from_scratch": False,  # --from-scratch: random initial weights on purpose
         "zero_init_residual": True,
     },
     "data": {
@@ -99,8 +105,39 @@ SEGMENTATION_DEFAULTS: dict[str, Any] = {
         "flip": True,
         "max_val_images": None,
     },
-    "eval": {"output_stride": 16},
+    # pad_to: pad every validation image (bottom/right; label 255, ignored) to at least this size, as the official
+    # code evaluates 513x513 inputs; null = each image at its own size
+    "eval": {"output_stride": 16, "pad_to": None},
 }
+
+HEAD_INITS = ("torchvision", "official")
+
+
+class AlignedDeepLabV3(DeepLabV3):
+    """torchvision's DeepLabV3 whose final bilinear upsampling of the logits uses ``align_corners`` (the
+    official DeepLabv3.pytorch code: ``True``; torchvision: ``False``). The ASPP image-pooling branch
+    upsamples a 1x1 map, which gives the same constant either way, so it is left as torchvision's."""
+
+    def __init__(self, backbone: nn.Module, classifier: nn.Module, *, align_corners: bool) -> None:
+        super().__init__(backbone, classifier, None)
+        self.align_corners = align_corners
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = x.shape[-2:]
+        logits = self.classifier(self.backbone(x)["out"])
+        return {"out": F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)}
+
+
+def init_head_official(head: nn.Module) -> None:
+    """The official DeepLabv3.pytorch init of the head: every conv weight from N(0, sqrt(2 / n)) with
+    n = k_h * k_w * out_channels, conv biases 0; norms keep weight 1 and bias 0."""
+    for m in head.modules():
+        if isinstance(m, nn.Conv2d):
+            n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            with torch.no_grad():
+                m.weight.normal_(0.0, math.sqrt(2.0 / n))
+                if m.bias is not None:
+                    m.bias.zero_()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,7 +228,13 @@ def build_deeplabv3(
     conv = m.get("conv") or "conv"
     if conv != "conv" or m.get("conv_kwargs"):
         normcore.convert_convs(head, conv, **dict(m.get("conv_kwargs") or {}))
-    model = DeepLabV3(IntermediateLayerGetter(resnet, {"layer4": "out"}), head, None)
+    head_init = str(m.get("head_init") or "torchvision")
+    if head_init not in HEAD_INITS:
+        raise ValueError(f"model.head_init={head_init!r}; choose one of {', '.join(HEAD_INITS)}")
+    if head_init == "official":
+        init_head_official(head)
+    body = IntermediateLayerGetter(resnet, {"layer4": "out"})
+    model = AlignedDeepLabV3(body, head, align_corners=bool(m.get("align_corners", False)))
     model.output_stride = 32
     model.multi_grid = tuple(m["multi_grid"]) if m.get("multi_grid") else None
     set_output_stride(model, int(m["output_stride"]), model.multi_grid)
@@ -296,7 +339,8 @@ def _build(ctx: RunContext) -> TaskParts:
         cfg["model"], num_classes, sync_bn=bool(train_cfg["sync_bn"]),
         virtual_devices=int(train_cfg.get("virtual_devices", 1)), trusted=ctx.args.trusted_checkpoint, log=log.line,
     )  # fmt: skip
-    val_loader = eval_loader(val_set, run, batch_size=cfg["data"].get("eval_batch_size"), collate_fn=pad_collate)
+    collate = functools.partial(pad_collate, min_size=int(cfg["eval"].get("pad_to") or 0))
+    val_loader = eval_loader(val_set, run, batch_size=cfg["data"].get("eval_batch_size"), collate_fn=collate)
     eval_stride = int(cfg["eval"]["output_stride"])
     per_class: dict[str, Any] = {}
 

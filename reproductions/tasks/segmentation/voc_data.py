@@ -221,11 +221,14 @@ class VOCSegmentation(Dataset):
         return image[:, top : top + crop, left : left + crop], label[top : top + crop, left : left + crop]
 
 
-def pad_collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_collate(
+    batch: Sequence[tuple[torch.Tensor, torch.Tensor]], min_size: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack images of different sizes by padding at the bottom and right (image 0, label 255), so
-    evaluation can batch whole images; padded pixels are ignored by the metric."""
-    h = max(img.shape[-2] for img, _ in batch)
-    w = max(img.shape[-1] for img, _ in batch)
+    evaluation can batch whole images; padded pixels are ignored by the metric. ``min_size`` pads to at
+    least that height and width (the official DeepLabv3.pytorch evaluates 513x513 inputs)."""
+    h = max(min_size, *(img.shape[-2] for img, _ in batch))
+    w = max(min_size, *(img.shape[-1] for img, _ in batch))
     images = torch.stack([F.pad(img, (0, w - img.shape[-1], 0, h - img.shape[-2])) for img, _ in batch])
     labels = torch.stack(
         [F.pad(lab, (0, w - lab.shape[-1], 0, h - lab.shape[-2]), value=IGNORE_INDEX) for _, lab in batch]

@@ -7,7 +7,9 @@ features of layer l of the loss network:
 * Gram matrix, normalized by the number of values: :math:`G_l(x) = \phi_l(x)\phi_l(x)^\top / (C_l H_l W_l)`
   (:func:`gram_matrix`);
 * style loss: :math:`L_s(\hat y, s) = \sum_{l \in S} \lVert G_l(\hat y) - G_l(s) \rVert_F^2`, averaged over
-  the batch (:func:`style_loss`);
+  the batch (:func:`style_loss`, ``reduction="sum"``, what the CPU experiment uses); texture_nets
+  (``src/texture_loss.lua``) applies ``nn.MSECriterion``, the **mean** over the :math:`C_l^2` Gram entries
+  (``reduction="mean"``), which is :math:`C_l^2` times smaller (4,096 to 262,144 on VGG-19's style layers);
 * content loss: :math:`L_c(\hat y, y) = \sum_{l \in C} \lVert \phi_l(\hat y) - \phi_l(y) \rVert_2^2 / (C_l H_l W_l)`,
   averaged over the batch (:func:`content_loss`);
 * total variation: :math:`TV(x) = \mathrm{mean}((x_{i+1,j} - x_{i,j})^2) + \mathrm{mean}((x_{i,j+1} - x_{i,j})^2)`
@@ -38,10 +40,13 @@ from torch import nn
 from reproductions.tasks.imagenet_stats import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
+    "CAFFE_MEAN_BGR",
     "CONTENT_LAYERS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "INPUT_FORMATS",
     "STYLE_LAYERS",
+    "STYLE_REDUCTIONS",
     "VGG19_LAYERS",
     "LossNetwork",
     "content_loss",
@@ -59,6 +64,15 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYERS = ("relu4_2",)
 VGG19_LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu4_2": 22}
 """Index of each named ReLU in ``torchvision.models.vgg19().features``."""
+STYLE_REDUCTIONS = ("sum", "mean")
+"""How :func:`style_loss` reduces the squared Gram differences of a layer: ``sum`` (Frobenius norm squared)
+or ``mean`` over the C x C entries (texture_nets' ``nn.MSECriterion``)."""
+INPUT_FORMATS = ("torchvision", "caffe")
+"""What :class:`LossNetwork` feeds its body: ``torchvision`` = RGB in [0, 1] normalized by mean and std
+(torchvision's VGG weights); ``caffe`` = BGR x 255 minus the mean pixel, no std (the Caffe VGG-19 that
+texture_nets loads, ``src/utils.lua`` preprocess)."""
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+"""The Caffe VGG models' mean pixel, BGR, on the 0-255 scale."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,14 +89,23 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 
 
 def style_loss(
-    features: Mapping[str, torch.Tensor], target_grams: Mapping[str, torch.Tensor], layers: Sequence[str] = STYLE_LAYERS
+    features: Mapping[str, torch.Tensor],
+    target_grams: Mapping[str, torch.Tensor],
+    layers: Sequence[str] = STYLE_LAYERS,
+    *,
+    reduction: str = "sum",
 ) -> torch.Tensor:
-    r""":math:`\sum_l \lVert G_l(\hat y) - G_l(s) \rVert_F^2`, averaged over the batch. ``target_grams[l]`` is
-    ``(1, C, C)`` (one style image, broadcast) or ``(N, C, C)``."""
+    r""":math:`\sum_l \lVert G_l(\hat y) - G_l(s) \rVert_F^2` (``reduction="sum"``) or
+    :math:`\sum_l \mathrm{mean}((G_l(\hat y) - G_l(s))^2)` over the :math:`C_l^2` entries (``"mean"``,
+    texture_nets), averaged over the batch. ``target_grams[l]`` is ``(1, C, C)`` (one style image,
+    broadcast) or ``(N, C, C)``."""
+    if reduction not in STYLE_REDUCTIONS:
+        raise ValueError(f"style loss reduction={reduction!r}; choose one of {', '.join(STYLE_REDUCTIONS)}")
     total = 0.0
     for layer in layers:
         diff = gram_matrix(features[layer]) - target_grams[layer]
-        total = total + diff.square().sum(dim=(1, 2)).mean()
+        per_image = diff.square().sum(dim=(1, 2)) if reduction == "sum" else diff.square().mean(dim=(1, 2))
+        total = total + per_image.mean()
     return total  # type: ignore[return-value]
 
 
@@ -109,8 +132,10 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 class LossNetwork(nn.Module):
     """A frozen feature extractor: ``forward(x)`` returns ``{layer name: features}`` for the named layers.
 
-    ``x`` is an RGB image batch in [0, 1]; it is normalized with ``mean``/``std`` first (ImageNet's for
-    VGG-19). ``description`` says what the network is (recorded in results files)."""
+    ``x`` is an RGB image batch in [0, 1]. With ``input_format="torchvision"`` (default) it is normalized
+    with ``mean``/``std`` first (ImageNet's for torchvision's VGG-19); with ``"caffe"`` it becomes BGR x 255
+    minus :data:`CAFFE_MEAN_BGR` (the Caffe VGG-19 of texture_nets; its weights expect that scale).
+    ``description`` says what the network is (recorded in results files)."""
 
     def __init__(
         self,
@@ -119,8 +144,13 @@ class LossNetwork(nn.Module):
         description: dict[str, Any],
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        *,
+        input_format: str = "torchvision",
     ) -> None:
         super().__init__()
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format={input_format!r}; choose one of {', '.join(INPUT_FORMATS)}")
+        self.input_format = input_format
         last = max(layers.values())
         self.body = body[: last + 1]
         self.layers = dict(layers)
@@ -142,7 +172,10 @@ class LossNetwork(nn.Module):
             raise ValueError(f"LossNetwork expects RGB images (N, 3, H, W) in [0, 1], got {tuple(x.shape)}")
         wanted = {i: name for name, i in self.layers.items()}
         out: dict[str, torch.Tensor] = {}
-        h = (x - self.mean) / self.std
+        if self.input_format == "caffe":
+            h = x.flip(1) * 255.0 - x.new_tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+        else:
+            h = (x - self.mean) / self.std
         for i, module in enumerate(self.body):
             h = module(h)
             if i in wanted:

@@ -107,6 +107,10 @@ STYLIZATION_DEFAULTS: dict[str, Any] = {
     "loss": {
         "network": "vgg19",  # vgg19 | random (the CPU-scale fallback)
         "vgg_weights": None,  # torchvision vgg19 state_dict; null = the torch hub cache
+        # torchvision: RGB [0, 1] with ImageNet mean/std (torchvision's weights); caffe: BGR x 255 minus the mean
+        # pixel, as texture_nets feeds its Caffe VGG-19 (needs those weights, converted, in vgg_weights)
+        "vgg_input": "torchvision",
+        "style_reduction": "sum",  # sum over Gram entries; mean = texture_nets' MSECriterion (C^2 times smaller)
         "content_layers": ["relu4_2"],
         "style_layers": ["relu1_1", "relu2_1", "relu3_1", "relu4_1"],
         "content_weight": 1.0,
@@ -123,7 +127,9 @@ _VGG_HINT = (
     "    python -c \"import torch, torchvision; torch.save(torchvision.models.vgg19(weights='IMAGENET1K_V1')"
     ".state_dict(), 'vgg19.pth')\"\n"
     "and copy vgg19.pth here (or put vgg19-dcbb9e9d.pth in {cache}). To run without them, --loss-network random "
-    "trains against a random-weight network (the CPU-scale fallback; not the paper's loss, and labelled so)."
+    "trains against a random-weight network (the CPU-scale fallback; not the paper's loss, and labelled so). "
+    "The full-scale configs set loss.vgg_input: caffe (texture_nets' input) and need the Caffe VGG-19 converted to "
+    "this layout; with torchvision's file add --set loss.vgg_input=torchvision."
 )
 
 
@@ -146,7 +152,7 @@ def vgg19_layer_indices() -> dict[str, int]:
     return names
 
 
-def _vgg19_from_file(path: str | os.PathLike, layers: Sequence[str]) -> LossNetwork:
+def _vgg19_from_file(path: str | os.PathLike, layers: Sequence[str], input_format: str = "torchvision") -> LossNetwork:
     state = read_state_dict(path)
     features = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
     body = tv_vgg.make_layers(tv_vgg.cfgs["E"])
@@ -163,9 +169,11 @@ def _vgg19_from_file(path: str | os.PathLike, layers: Sequence[str]) -> LossNetw
         "name": "vgg19",
         "weights": str(path),
         "layers": list(layers),
-        "note": "torchvision ImageNet VGG-19 (the paper's code uses the Caffe VGG-19; same architecture)",
+        "input_format": input_format,
+        "note": "VGG-19 weights must match input_format: torchvision's ImageNet weights take normalized RGB, the "
+        "Caffe VGG-19 of texture_nets (same architecture) takes BGR x 255 minus the mean pixel",
     }
-    return LossNetwork(body, {name: index[name] for name in layers}, description)
+    return LossNetwork(body, {name: index[name] for name in layers}, description, input_format=input_format)
 
 
 def build_loss_network(loss_cfg: Mapping[str, Any]) -> LossNetwork:
@@ -190,7 +198,7 @@ def build_loss_network(loss_cfg: Mapping[str, Any]) -> LossNetwork:
     if path is None or not Path(path).is_file():
         where = f"{path} not found. " if path else ""
         raise FileNotFoundError(where + _VGG_HINT.format(cache=Path(torch.hub.get_dir()) / "checkpoints"))
-    return _vgg19_from_file(path, layers)
+    return _vgg19_from_file(path, layers, str(loss_cfg.get("vgg_input") or "torchvision"))
 
 
 class PerceptualLoss(nn.Module):
@@ -202,6 +210,7 @@ class PerceptualLoss(nn.Module):
         self.content_layers = list(loss_cfg["content_layers"])
         self.style_layers = list(loss_cfg["style_layers"])
         self.weights = {k: float(loss_cfg[f"{k}_weight"]) for k in ("content", "style", "tv")}
+        self.style_reduction = str(loss_cfg.get("style_reduction") or "sum")
         with torch.no_grad():
             feats = network(style[None])
             for name in self.style_layers:
@@ -217,7 +226,7 @@ class PerceptualLoss(nn.Module):
         feats = {k: v.float() for k, v in feats.items()}
         parts = {
             "content": content_loss(feats, {k: v.float() for k, v in target.items()}, self.content_layers),
-            "style": style_loss(feats, self.grams(), self.style_layers),
+            "style": style_loss(feats, self.grams(), self.style_layers, reduction=self.style_reduction),
             "tv": total_variation(output.float()),
         }
         total = sum(self.weights[k] * v for k, v in parts.items())
