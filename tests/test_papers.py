@@ -514,11 +514,22 @@ def test_spot_check_against_the_reference(paper, entry_id, value, confidence, re
     ("paper", "entry_id"),
     [("batch_norm", "bn.fig1.with_bn.test_acc"), ("layer_norm", "ln.pi_mnist.batch4"),
      ("instance_norm", "in.quantitative"), ("group_norm", "gn.table4.ap50_ap75"),
-     ("weight_standardization", "ws.voc.gn.miou"), ("normprop", "normprop.speedup_vs_bn")],
+     ("weight_standardization", "ws.voc.gn.miou"), ("normprop", "normprop.speedup_vs_bn"),
+     ("weight_standardization", "ws.something_something.tsm.gn_ws.top1")],
 )  # fmt: skip
 def test_known_gaps_are_null_with_a_note(paper, entry_id):
     entry = pub.published_value(paper, entry_id)
     assert entry["value"] is None and entry["confidence"] == "not_found" and entry["note"]
+
+
+def test_every_ws_paper_task_has_its_rows():
+    """The WS paper verifies WS on five tasks; each has entries, one per norm row where the sources give rows."""
+    ids = {e["id"] for e in pub.load_published("weight_standardization")["entries"]}
+    for task in ("imagenet", "coco", "something_something", "voc", "modelnet40"):
+        assert any(i.startswith(f"ws.{task}.") for i in ids), task
+    for norm in ("bn", "bn_ws", "gn", "gn_ws"):
+        assert {f"ws.something_something.tsm.{norm}.top1", f"ws.something_something.tsm.{norm}.top5"} <= ids
+        assert {f"ws.modelnet40.{norm}.overall_acc", f"ws.modelnet40.{norm}.mean_class_acc"} <= ids
 
 
 # --------------------------------------------------------------------------------------------------
