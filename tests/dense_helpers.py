@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from reproductions.claims.published import published_value
 from reproductions.engine.trainer import Trainer
@@ -50,3 +51,33 @@ def check_published(cfg: Mapping[str, Any], paper: str) -> None:
         ref = published_value(paper, entry["id"])
         assert entry["value"] == ref["value"], (cfg.get("name"), entry["id"])
         assert entry["tag"] == ref["confidence"], (cfg.get("name"), entry["id"])
+
+
+def task_config(path: Path, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A task config file merged over the engine's and ``defaults`` as a training script would load it."""
+    from reproductions.engine.cli import config_from_args, engine_parser
+
+    return config_from_args(engine_parser("x").parse_args(["--config", str(path)]), defaults)
+
+
+def train_straight_and_resumed(
+    main: Any, config: Path, data: Path, out: Path, monkeypatch: pytest.MonkeyPatch, *, epochs: int, crash_after: int
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """Train ``config`` on CPU for ``epochs`` straight (``out/a``), and again killed after ``crash_after``
+    epochs and resumed (``out/b``); asserts that both runs end with the same weights and losses.
+    Returns the straight run's metrics, the resumed run's metrics and the straight run's history."""
+
+    def run(folder: str, *extra: str) -> Any:
+        args = ["--config", str(config), "--data", str(data), "--out", str(out / folder), "--device", "cpu"]
+        return main([*args, "--epochs", str(epochs), *extra], paper="weight_standardization")
+
+    straight = run("a")
+    with crash_after_epoch(monkeypatch, crash_after):
+        run("b")
+    resumed = run("b", "--resume", "auto")
+    a = torch.load(out / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(out / "b" / "checkpoint.pt", weights_only=True)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+    return straight, resumed, a["history"]
