@@ -8,6 +8,8 @@ Engine API
 ``entry``
     ``run_task(task, argv, paper=, description=)``: parse -> config -> session -> build -> train ->
     evaluate -> ``summary.json`` -> end the session once (a process group the caller created survives).
+    A user error (:class:`reproductions.errors.UserError`: config, data, checkpoint, run folder) ends the
+    command as one ``error:`` paragraph with exit status 2; ``--debug`` shows the traceback.
     ``Task(name, defaults, build, description=, add_arguments=, flag_keys=, prepare=, eval_only=)``,
     ``TaskParts(model, train_set, loss_fn, evaluate=, collate_fn=, images_in_batch=, summarize=,
     extra_metrics=, report=)``, ``RunContext`` (``cfg``, ``args``, ``paper``, ``run``, ``trainer``,
@@ -18,17 +20,23 @@ Engine API
     ``broadcast_object``, ``unwrap_model`` (strips DDP / torch.compile), ``cleanup()``.
 ``config``
     ``load_config(path, defaults, overrides, free=())`` (YAML with ``_base_`` inheritance, unknown keys
-    rejected with a suggestion, ``key.sub=value`` overrides), ``merge``, ``get``, ``set_value``,
+    rejected with a suggestion, ``key.sub=value`` overrides, every value checked against its type and
+    range, errors naming the file or flag that set it; an empty file is an error), ``merge``, ``get``,
+    ``set_value``, ``config_errors(what)`` (errors while building from the config are config errors),
     ``ConfigError``.
+``schema``
+    ``Spec`` and its constructors (``integer``, ``number``, ``boolean``, ``string``, ``choice``,
+    ``numbers``, ``strings``), ``infer_spec(default)``, ``validate(cfg, defaults, schema, origins)``.
 ``cli``
     ``engine_parser(description)`` (the shared flags: --config --data --out --resume
     --trusted-checkpoint --batch-size --epochs --lr --workers --accum-steps --virtual-devices --sync-bn
-    --amp --channels-last --compile --seed --log-every --device --download --eval-only --print-config
-    --set), ``config_from_args(args, task_defaults)``, ``ENGINE_DEFAULTS`` (sections ``train``,
-    ``optim``, ``schedule``), ``METADATA_DEFAULTS`` (``name``, ``paper``, ``paper_ref``, ``published``,
+    --amp --channels-last --compile --seed --log-every --device --download --move-old-run --eval-only
+    --print-config --set --debug), ``config_from_args(args, task_defaults, schema=)``, ``ENGINE_DEFAULTS``
+    (sections ``train``, ``optim``, ``schedule``) and ``ENGINE_SCHEMA`` (their types and ranges), ``METADATA_DEFAULTS`` (``name``, ``paper``, ``paper_ref``, ``published``,
     ``notes``), ``default_out_dir``.
 ``session``
-    ``start_session(cfg, out_dir) -> Session`` (process group, seeds, manifest.json, batch arithmetic:
+    ``start_session(cfg, out_dir, resume=, move_old_run=, eval_only=) -> Session`` (process group, seeds,
+    run folder claimed (:mod:`~reproductions.engine.run_folder`), manifest.json, batch arithmetic:
     ``per_device_batch``, ``process_batch``, ``total_batch``), ``train_loader(dataset, run,
     collate_fn=)``, ``eval_loader(dataset, run)``, ``optimizer_from_config(cfg, model, total_batch)``
     (linear LR scaling), ``scheduler_from_config(cfg, optimizer, steps_per_epoch)``,
@@ -47,11 +55,17 @@ Engine API
 ``precision``
     ``Precision(amp, device)`` (``.autocast()``, ``.scaler``), ``AMP_CHOICES``.
 ``checkpoint``
-    ``save_checkpoint`` (atomic), ``load_checkpoint(path, trusted=False)`` (``weights_only=True``
-    unless trusted), ``resolve_resume(resume, out_dir)`` (``auto``), ``capture_rng_state`` /
+    ``save_checkpoint(path, state, keep_previous=)`` (atomic, with a SHA-256 ``state_digest``; the replaced
+    file stays as ``checkpoint_previous.pt``), ``load_checkpoint(path, trusted=False)``
+    (``weights_only=True`` unless trusted; digest verified; ``CheckpointError`` says "corrupt" and names
+    the last good checkpoint), ``resolve_resume(resume, out_dir)`` (``auto``), ``capture_rng_state`` /
     ``restore_rng_state``.
+``run_folder``
+    ``claim_run_folder(out_dir, resume=, resume_auto=, move_old_run=)`` (a folder holding another run is
+    refused, or moved to ``<out>.old-N``; stale temporaries removed), ``run_results``, ``RunFolderError``.
 ``atomic``
-    ``atomic_write``, ``write_bytes``, ``write_text``, ``write_json`` (temporary file, fsync, rename).
+    ``atomic_write``, ``write_bytes``, ``write_text``, ``write_json`` (temporary file, fsync, rename; a
+    full disk is a ``StorageError`` naming the file), ``remove_stale_temporaries``.
 ``schedules``
     ``build_scheduler(optimizer, kind=step|cosine|poly|constant, steps_per_epoch=, milestones=,
     milestones_unit=epoch|step, warmup=, ...)``, ``LRSchedule``, ``scaled_lr``.

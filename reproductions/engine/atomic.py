@@ -1,19 +1,42 @@
 """Atomic file writes: a reader (or a crash) never sees a half-written file.
 
 Each writer writes to a temporary file in the destination folder, flushes and fsyncs it, then renames
-it over the destination (``os.replace`` is atomic on POSIX and Windows).
+it over the destination (``os.replace`` is atomic on POSIX and Windows). A write that fails because
+the disk is full (or a quota, or permissions) raises :class:`StorageError` naming the file and the free
+space, instead of the serializer's own error (``torch.save`` reports a full disk as "unexpected pos");
+a process killed mid-write leaves a ``.NAME.XXXXXXXX.tmp`` file, which :func:`remove_stale_temporaries`
+deletes when the next run starts in that folder.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "write_bytes", "write_json", "write_text"]
+from reproductions.errors import UserError
+
+__all__ = [
+    "StorageError",
+    "atomic_write",
+    "remove_stale_temporaries",
+    "write_bytes",
+    "write_json",
+    "write_text",
+]
+
+_STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # mkstemp(prefix=".NAME.", suffix=".tmp")
+
+
+class StorageError(UserError, OSError):
+    """Writing a file failed for a reason outside the program (a full disk, a quota)."""
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
@@ -28,10 +51,49 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        cause = _storage_cause(err)
+        if cause is not None:
+            raise StorageError(_storage_message(path, cause)) from err
         raise
     return path
+
+
+def _storage_cause(err: BaseException) -> OSError | None:
+    """The full-disk / quota ``OSError`` behind ``err`` (itself or in its ``__cause__``/``__context__``
+    chain: ``torch.save`` wraps it in a ``RuntimeError``), if any."""
+    seen: set[int] = set()
+    node: BaseException | None = err
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, OSError) and node.errno in _STORAGE_ERRNOS:
+            return node
+        node = node.__cause__ or node.__context__
+    return None
+
+
+def _storage_message(path: Path, cause: OSError) -> str:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there now"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"cannot write {path}: {_STORAGE_ERRNOS[cause.errno]} ({free}). The previous {path.name}, if any, is "
+        f"intact. Free some space (or point --out at another disk) and continue with --resume auto."
+    )
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed :func:`atomic_write` calls left in ``folder``; returns them.
+    Call it only when no other process writes into ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(p for p in folder.iterdir() if p.is_file() and _TEMPORARY.match(p.name))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -15,10 +15,14 @@ from typing import Any
 
 from reproductions.claims.provenance import REPO_ROOT
 from reproductions.engine import config as config_mod
+from reproductions.engine.optim import OPTIMIZERS
 from reproductions.engine.precision import AMP_CHOICES
+from reproductions.engine.schedules import KINDS as SCHEDULE_KINDS
+from reproductions.engine.schema import Spec, boolean, choice, integer, number, numbers, string
 
 __all__ = [
     "ENGINE_DEFAULTS",
+    "ENGINE_SCHEMA",
     "FLAG_TO_KEY",
     "METADATA_DEFAULTS",
     "config_from_args",
@@ -80,6 +84,53 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     },
 }
 
+_EPOCHS_HINT = "to evaluate a checkpoint without training, pass --eval-only --resume CHECKPOINT"
+ENGINE_SCHEMA: dict[str, Spec] = {
+    "train.epochs": integer(1, hint=_EPOCHS_HINT),
+    "train.accum_steps": integer(1),
+    "train.virtual_devices": integer(1),
+    "train.sync_bn": boolean(),
+    "train.paper_devices": integer(1, nullable=True),
+    "train.amp": choice(*AMP_CHOICES),
+    "train.channels_last": boolean(),
+    "train.compile": boolean(),
+    "train.seed": integer(0),
+    "train.log_every": integer(1),
+    "train.eval_every": integer(1),
+    "train.clip_grad_norm": number(0, low_open=True, nullable=True),
+    "train.keep_epoch_checkpoints": boolean(),
+    "train.device": string(),
+    "optim.name": choice(*OPTIMIZERS),
+    "optim.lr": number(0, low_open=True),
+    "optim.reference_batch": integer(1, nullable=True, hint="null = no linear scaling"),
+    "optim.momentum": number(0, 1),
+    "optim.nesterov": boolean(),
+    "optim.weight_decay": number(0),
+    "optim.norm_weight_decay": number(0, nullable=True),
+    "optim.bias_weight_decay": number(0, nullable=True),
+    "optim.bias_lr_factor": number(0, low_open=True),
+    "optim.norm_bias_rule": choice("norm", "bias"),
+    "optim.betas": numbers(2),
+    "optim.eps": number(0, low_open=True),
+    "optim.alpha": number(0, 1),
+    "schedule.kind": choice(*SCHEDULE_KINDS),
+    "schedule.milestones": numbers(nullable=True),
+    "schedule.milestones_unit": choice("epoch", "step"),
+    "schedule.gamma": number(0, low_open=True),
+    "schedule.decay_every": number(0),
+    "schedule.decay_unit": choice("epoch", "step"),
+    "schedule.power": number(0),
+    "schedule.warmup": number(0, nullable=True),
+    "schedule.warmup_unit": choice("epoch", "step"),
+    "schedule.warmup_start_factor": number(0, 1),
+    "data.batch_size": integer(1),
+    "data.workers": integer(0),
+    "data.root": string(nullable=True),
+    "data.download": boolean(),
+}
+"""Types and ranges of the engine's keys (and the ``data`` keys every task has); the task's own keys
+are checked against its schema or the types of its defaults (:mod:`reproductions.engine.schema`)."""
+
 FLAG_TO_KEY: dict[str, str] = {
     "data": "data.root",
     "batch_size": "data.batch_size",
@@ -138,23 +189,41 @@ def engine_parser(description: str, *, config_required: bool = True) -> argparse
         help="detection/segmentation: train from random weights although the config fine-tunes from ImageNet "
         "weights (model.pretrained_name); the run is then not the paper's row",
     )
+    p.add_argument(
+        "--move-old-run",
+        action="store_true",
+        help="if --out holds an earlier run, rename it to <out>.old-N and start afresh (default: refuse)",
+    )
     p.add_argument("--eval-only", action="store_true", help="evaluate the checkpoint given by --resume and exit")
     p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any config key")
+    p.add_argument(
+        "--debug", action="store_true", help="show the traceback of errors in the input (config, data, flags)"
+    )
     return p
 
 
 def config_from_args(
-    args: argparse.Namespace, task_defaults: Mapping[str, Any], *, free: Sequence[str] = ("published",)
+    args: argparse.Namespace,
+    task_defaults: Mapping[str, Any],
+    *,
+    free: Sequence[str] = ("published",),
+    schema: Mapping[str, Spec] | None = None,
 ) -> dict[str, Any]:
-    """Defaults (metadata + engine + task) <- ``--config`` <- shortcut flags <- ``--set``."""
+    """Defaults (metadata + engine + task) <- ``--config`` <- shortcut flags <- ``--set``, checked
+    against :data:`ENGINE_SCHEMA` and the task's ``schema`` (see :func:`~reproductions.engine.config.load_config`)."""
     defaults = config_mod.merge(config_mod.merge(METADATA_DEFAULTS, ENGINE_DEFAULTS), task_defaults)
-    flags = [
-        f"{key}={_yaml_scalar(getattr(args, attr))}"
-        for attr, key in FLAG_TO_KEY.items()
-        if getattr(args, attr, None) is not None
-    ]
-    return config_mod.load_config(args.config, defaults, [*flags, *args.set], free=free)
+    given = [(attr, key) for attr, key in FLAG_TO_KEY.items() if getattr(args, attr, None) is not None]
+    flags = [f"{key}={_yaml_scalar(getattr(args, attr))}" for attr, key in given]
+    sources = [f"--{attr.replace('_', '-')} {getattr(args, attr)}" for attr, _ in given]
+    return config_mod.load_config(
+        args.config,
+        defaults,
+        [*flags, *args.set],
+        free=free,
+        schema={**ENGINE_SCHEMA, **(schema or {})},
+        override_sources=[*sources, *(f"--set {item}" for item in args.set)],
+    )
 
 
 def _yaml_scalar(value: Any) -> str:

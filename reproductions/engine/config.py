@@ -12,17 +12,31 @@ row's ``norm_kwargs`` is the complete argument list of its norm). Every key must
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "apply_overrides", "get", "load_config", "load_yaml", "merge", "parse_yaml", "set_value"]
+from reproductions.engine.schema import Spec, validate
+from reproductions.errors import UserError
+
+__all__ = [
+    "ConfigError",
+    "apply_overrides",
+    "config_errors",
+    "get",
+    "load_config",
+    "load_yaml",
+    "merge",
+    "parse_yaml",
+    "set_value",
+]
 
 BASE_KEY = "_base_"
 
@@ -50,28 +64,65 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message says which key in which file, and what to do."""
 
 
-def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """One YAML file as a dict, following ``_base_`` (without defaults or checks)."""
+@contextlib.contextmanager
+def config_errors(what: str) -> Iterator[None]:
+    """Report a ``ValueError``, ``TypeError`` or ``KeyError`` raised while ``what`` (e.g. building the
+    model from the config's sections) as a :class:`ConfigError`: the inputs there are the config's
+    values, so such an error (an unknown norm name, a group count that does not divide the channels, a
+    keyword argument the layer does not take) is the user's to fix. The original stays the ``__cause__``
+    (``--debug`` shows its traceback)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (ValueError, TypeError, KeyError) as err:
+        text = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise ConfigError(
+            f"{what}: {text} (check the config with --print-config; --debug shows where this was raised)"
+        ) from err
+
+
+def load_yaml(path: str | os.PathLike, origins: dict[str, str] | None = None) -> dict[str, Any]:
+    """One YAML file as a dict, following ``_base_`` (without defaults or checks). An empty file is an
+    error (a config that sets nothing would train with silent defaults). ``origins``, when given,
+    receives the file that set each dotted key (a row's own keys override its bases')."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if data is None or data == {}:
+        raise ConfigError(
+            f"{path} is empty: a config names at least the settings of its paper-table row (start from one in "
+            f"reproductions/<paper>/configs/, or inherit one with '_base_: other.yaml')"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping at the top level, got {type(data).__name__}")
     bases = data.pop(BASE_KEY, None)
-    if bases is None:
-        return data
     merged: dict[str, Any] = {}
-    for base in [bases] if isinstance(bases, str) else list(bases):
-        merged = merge(merged, load_yaml(path.parent / base))
-    return merge(merged, data)
+    for base in [] if bases is None else [bases] if isinstance(bases, str) else list(bases):
+        merged = merge(merged, load_yaml(path.parent / base, origins))
+    if origins is not None:
+        origins.update(dict.fromkeys(_dotted_keys(data), str(path)))
+    return merge(merged, data) if merged else data
+
+
+def _dotted_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of ``data``'s values (sections opened, keyword-argument mappings kept whole)."""
+    keys = []
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and not str(key).endswith("kwargs"):
+            keys += _dotted_keys(value, dotted)
+        else:
+            keys.append(dotted)
+    return keys
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,15 +200,32 @@ def load_config(
     defaults: Mapping[str, Any],
     overrides: Iterable[str] = (),
     free: Iterable[str] = (),
+    schema: Mapping[str, Spec] | None = None,
+    override_sources: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """``defaults`` <- ``path`` (with its ``_base_`` chain) <- ``overrides``, checked against ``defaults``.
+    """``defaults`` <- ``path`` (with its ``_base_`` chain) <- ``overrides``, checked against ``defaults``:
+    unknown keys are errors, and every value must fit its :class:`~reproductions.engine.schema.Spec`
+    (``schema``, else the type of its default); one :class:`ConfigError` lists every wrong value with the
+    file or flag that set it.
 
     ``free`` names keys (besides ``*kwargs``) whose contents are not checked (e.g. ``published``).
+    ``override_sources`` says where each override came from, for the errors (default ``--set ITEM``).
     """
-    cfg = merge(defaults, load_yaml(path)) if path is not None else copy.deepcopy(dict(defaults))
+    origins: dict[str, str] = {}
+    cfg = merge(defaults, load_yaml(path, origins)) if path is not None else copy.deepcopy(dict(defaults))
+    overrides = list(overrides)
     cfg = apply_overrides(cfg, overrides)
+    sources = list(override_sources) if override_sources is not None else [f"--set {o}" for o in overrides]
+    for item, source in zip(overrides, sources, strict=True):
+        origins[item.partition("=")[0].strip()] = source
     try:
         _check_keys(cfg, defaults, "", tuple(free))
     except ConfigError as err:
         raise ConfigError(f"{path or '<defaults>'}: {err}") from None
+    problems = validate(cfg, defaults, schema, origins)
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} config value(s) of {path or '<defaults>'} have the wrong type or range:\n  - "
+            + "\n  - ".join(problems)
+        )
     return cfg

@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 
 from reproductions.engine import checkpoint as ckpt
 from reproductions.engine.cli import config_from_args, default_out_dir, engine_parser
+from reproductions.engine.config import config_errors
 from reproductions.engine.distributed import print0
 from reproductions.engine.precision import Precision
 from reproductions.engine.session import (
@@ -50,6 +51,7 @@ from reproductions.engine.session import (
     write_summary,
 )
 from reproductions.engine.trainer import LossFn, Trainer, prepare_model
+from reproductions.errors import run_cli
 
 __all__ = ["RunContext", "Task", "TaskParts", "fmt", "last_results", "published_text", "run_task"]
 
@@ -123,7 +125,13 @@ def run_task(
     task: Task, argv: Sequence[str] | None = None, *, paper: str, description: str = ""
 ) -> dict[str, Any] | None:
     """Parse ``argv``, train and evaluate one config of ``task`` (module docstring); returns the
-    summary metrics on rank 0 (``None`` elsewhere and for ``--print-config``)."""
+    summary metrics on rank 0 (``None`` elsewhere and for ``--print-config``). A user error (a config
+    value, a dataset, a checkpoint, a used run folder: :class:`~reproductions.errors.UserError`) ends
+    the command with its ``error:`` paragraph and exit status 2; ``--debug`` shows its traceback."""
+    return run_cli(lambda args: _run_task(task, args, paper=paper, description=description), argv)
+
+
+def _run_task(task: Task, argv: Sequence[str], *, paper: str, description: str) -> dict[str, Any] | None:
     parser = engine_parser(description or f"{paper}: {task.description or 'full-scale ' + task.name}")
     if task.add_arguments is not None:
         task.add_arguments(parser)
@@ -143,7 +151,13 @@ def run_task(
     ctx = RunContext(cfg=cfg, args=args, paper=paper)
     if task.prepare is not None:
         task.prepare(ctx)
-    ctx.run = start_session(cfg, args.out or default_out_dir(cfg, args.config))
+    ctx.run = start_session(
+        cfg,
+        args.out or default_out_dir(cfg, args.config),
+        resume=args.resume,
+        move_old_run=args.move_old_run,
+        eval_only=args.eval_only,
+    )
     try:
         return _run(task, ctx)
     finally:
@@ -154,7 +168,8 @@ def _run(task: Task, ctx: RunContext) -> dict[str, Any] | None:
     cfg, args, run = ctx.cfg, ctx.args, ctx.run
     assert run is not None
     train_cfg = cfg["train"]
-    parts = task.build(ctx)
+    with config_errors(f"the {task.name} model and data cannot be built from this config"):
+        parts = task.build(ctx)
     describe_run(run, cfg, parts.model)
     channels_last = bool(train_cfg["channels_last"])
     model = prepare_model(parts.model, run.env, channels_last=channels_last, compile=bool(train_cfg["compile"]))
@@ -168,9 +183,7 @@ def _run(task: Task, ctx: RunContext) -> dict[str, Any] | None:
         train_loader=loader, loss_fn=parts.loss_fn, evaluate=parts.evaluate, **extra,
     )  # fmt: skip
     ctx.trainer = trainer
-    resume = ckpt.resolve_resume(args.resume, run.out_dir)
-    if args.eval_only and resume is None:
-        raise SystemExit("--eval-only needs --resume CHECKPOINT (the weights to evaluate)")
+    resume = ckpt.resolve_resume(args.resume, run.out_dir)  # start_session checked it (and --eval-only's need)
     trainer.resume(resume, trusted=args.trusted_checkpoint)
     if args.eval_only:
         metrics = {**trainer.evaluate(model), **(parts.extra_metrics() if parts.extra_metrics else {})}

@@ -3,8 +3,8 @@
 Files in the run folder (written by rank 0):
 
 * ``metrics.jsonl``: one JSON object per epoch (``{"epoch": 3, "train_loss": ..., "top1_err": ...}``);
-  on resume it is rewritten from the checkpoint's history, so it never holds an epoch the checkpoint
-  does not know.
+  when training starts (fresh or resumed) it is rewritten from the checkpoint's history, so it never
+  holds an epoch the checkpoint does not know.
 * ``log.txt``: every human line printed during the run (step lines, epoch summaries, warnings).
 """
 

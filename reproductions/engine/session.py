@@ -27,11 +27,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from reproductions.claims.provenance import build_manifest
 from reproductions.engine import atomic
-from reproductions.engine.distributed import DistEnv, cleanup, init_distributed, print0
+from reproductions.engine.checkpoint import CHECKPOINT_NAME, CheckpointError, resolve_resume
+from reproductions.engine.distributed import DistEnv, broadcast_object, cleanup, init_distributed, print0
 from reproductions.engine.optim import build_optimizer
+from reproductions.engine.run_folder import RunFolderError, claim_run_folder
 from reproductions.engine.sampling import GlobalBatchSampler, SeededDataset, ShardSampler
 from reproductions.engine.schedules import build_scheduler, scaled_lr
 from reproductions.engine.trainer import Trainer, batch_report, seed_all
+from reproductions.errors import UserError
 
 __all__ = [
     "Session",
@@ -73,9 +76,21 @@ class Session:
         return self.process_batch * self.env.world_size * self.accum_steps
 
 
-def start_session(cfg: Mapping[str, Any], out_dir: str | Path, *, batch_key: str = "data.batch_size") -> Session:
-    """Join the process group (torchrun) or run alone, seed every RNG with ``train.seed``, create
-    ``out_dir`` and write ``manifest.json`` there (rank 0)."""
+def start_session(
+    cfg: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    batch_key: str = "data.batch_size",
+    resume: str | None = None,
+    move_old_run: bool = False,
+    eval_only: bool = False,
+) -> Session:
+    """Join the process group (torchrun) or run alone, seed every RNG with ``train.seed``, claim
+    ``out_dir`` for this run and write ``manifest.json`` there (rank 0).
+
+    Claiming (:func:`~reproductions.engine.run_folder.claim_run_folder`) refuses a folder that holds
+    another run unless ``resume`` (the ``--resume`` value) continues it or ``move_old_run`` moves it
+    aside. ``eval_only`` writes nothing and needs a checkpoint to evaluate."""
     import torch.distributed as dist
 
     from reproductions.engine.config import get
@@ -83,11 +98,19 @@ def start_session(cfg: Mapping[str, Any], out_dir: str | Path, *, batch_key: str
     train = cfg["train"]
     owns = not (dist.is_available() and dist.is_initialized())
     env = init_distributed(str(train.get("device", "auto")))
-    seed_all(int(train["seed"]))
+    owns = owns and env.distributed
     out = Path(out_dir)
-    if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(out / "manifest.json", build_manifest(dict(cfg)))
+    try:
+        checkpoint = resolve_resume(resume, out)
+        if eval_only and checkpoint is None:
+            where = f"--resume auto found no {CHECKPOINT_NAME} in {out}" if resume else "no --resume was given"
+            raise CheckpointError(f"--eval-only evaluates a checkpoint, but {where}; pass --resume CHECKPOINT")
+        _claim(cfg, out, env, checkpoint, resume_auto=resume == "auto", move_old_run=move_old_run, eval_only=eval_only)
+    except BaseException:
+        if owns:
+            cleanup()
+        raise
+    seed_all(int(train["seed"]))
     per_device = int(get(cfg, batch_key))
     virtual = int(train.get("virtual_devices", 1))
     accum = int(train.get("accum_steps", 1))
@@ -96,8 +119,34 @@ def start_session(cfg: Mapping[str, Any], out_dir: str | Path, *, batch_key: str
             f"batch size, virtual devices and accumulation steps must be >= 1: {per_device=} {virtual=} {accum=}"
         )
     workers = int(get(cfg, "data.workers", 4) or 0)
-    owns = owns and env.distributed
     return Session(env, out, per_device, virtual, accum, workers, int(train["seed"]), time.time(), owns)
+
+
+def _claim(
+    cfg: Mapping[str, Any],
+    out: Path,
+    env: DistEnv,
+    checkpoint: Path | None,
+    *,
+    resume_auto: bool,
+    move_old_run: bool,
+    eval_only: bool,
+) -> None:
+    """Rank 0 claims the run folder and writes the manifest; every rank raises if it could not."""
+    failure: UserError | None = None
+    if env.is_main and not eval_only:
+        try:
+            for note in claim_run_folder(out, resume=checkpoint, resume_auto=resume_auto, move_old_run=move_old_run):
+                print0(note)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic.write_json(out / "manifest.json", build_manifest(dict(cfg)))
+        except UserError as err:
+            failure = err
+    message = broadcast_object(str(failure) if failure is not None else None)
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise RunFolderError(message)
 
 
 def end_session(run: Session) -> None:

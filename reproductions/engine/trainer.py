@@ -263,7 +263,7 @@ class Trainer:
     def save(self, epochs_done: int) -> None:
         state = self.state_dict(epochs_done)
         if self.env.is_main:
-            ckpt.save_checkpoint(self.out_dir / ckpt.CHECKPOINT_NAME, state)
+            ckpt.save_checkpoint(self.out_dir / ckpt.CHECKPOINT_NAME, state, keep_previous=True)
             if self.keep_epoch_checkpoints:
                 ckpt.save_checkpoint(self.out_dir / f"checkpoint_epoch{epochs_done}.pt", state)
         barrier()
@@ -275,7 +275,7 @@ class Trainer:
                 f"not a checkpoint of this engine (format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r}); "
                 f"to start from foreign weights, load them into the model before training instead of --resume"
             )
-        self.raw_model.load_state_dict(state["model"])
+        self._load_model_state(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.precision.scaler.load_state_dict(state["scaler"])
@@ -299,6 +299,26 @@ class Trainer:
             )
         self._warn_config_changes(state.get("config") or {})
 
+    def _load_model_state(self, state: Mapping[str, Any]) -> None:
+        """Load the model weights; a mismatch says which model settings differ from the checkpoint's."""
+        try:
+            self.raw_model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            old = (state.get("config") or {}).get("model")
+            changed = _diff(old, self.config.get("model"), "model") if old is not None else []
+            why = (
+                "this run's model settings differ from the checkpoint's: " + "; ".join(changed)
+                if changed
+                else "the checkpoint's weights do not fit this model"
+            )
+            missing = _count_keys(str(err), "Missing key(s)")
+            unexpected = _count_keys(str(err), "Unexpected key(s)")
+            raise ckpt.CheckpointError(
+                f"cannot resume: {why} ({missing} missing and {unexpected} unexpected weight name(s), size "
+                f"mismatches: {'yes' if 'size mismatch' in str(err) else 'no'}). Resume with the checkpoint's "
+                f"settings (the config it was written with is stored in it), or start a new run with a fresh --out."
+            ) from err
+
     def _warn_config_changes(self, old: Mapping[str, Any]) -> None:
         changed = _diff(old, self.config)
         if changed and self.env.is_main:
@@ -309,8 +329,10 @@ class Trainer:
         if path is None:
             return
         state = ckpt.load_checkpoint(path, trusted=trusted, map_location="cpu")
-        self.load_state_dict(state)
-        self.log.rewrite(self.history)
+        try:
+            self.load_state_dict(state)
+        except ckpt.CheckpointError as err:
+            raise ckpt.CheckpointError(f"{path}: {err}") from err.__cause__
         self.log.line(f"resumed from {path}: {self.start_epoch} epoch(s) done, step {self.global_step}")
 
     # ----------------------------------------------------------------------------------------------
@@ -383,7 +405,10 @@ class Trainer:
             return self.evaluate_fn(model) if self.evaluate_fn is not None else {}
 
     def fit(self) -> list[dict[str, Any]]:
-        """Train from ``start_epoch`` to ``epochs``; returns the per-epoch history."""
+        """Train from ``start_epoch`` to ``epochs``; returns the per-epoch history. ``metrics.jsonl`` first
+        becomes the history so far (the resumed checkpoint's, or nothing), so an epoch logged by a run
+        that died before its checkpoint is never listed twice."""
+        self.log.rewrite(self.history)
         for epoch in range(self.start_epoch, self.epochs):
             record: dict[str, Any] = {"epoch": epoch + 1, **self.train_one_epoch(epoch), "step": self.global_step}
             if self.evaluate_fn is not None and ((epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs):
@@ -444,6 +469,15 @@ def _first_dim(batch: Any) -> int:
     if isinstance(batch, Sequence) and batch:
         return _first_dim(batch[0])
     return 0
+
+
+def _count_keys(message: str, label: str) -> int:
+    """How many names ``load_state_dict``'s error lists after ``label`` ("Missing key(s)")."""
+    start = message.find(label)
+    if start < 0:
+        return 0
+    line = message[start:].split("\n", 1)[0].split(":", 1)[-1].split(". ")[0]
+    return line.count('"') // 2
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:

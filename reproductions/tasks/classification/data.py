@@ -42,6 +42,7 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
+from reproductions.errors import UserError
 from reproductions.tasks.imagenet_stats import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -68,7 +69,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 DATASETS = ("imagenet", "imagefolder", "cifar10", "cifar100", "svhn")
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """Missing or malformed data; the message names the path and the fix."""
 
 
@@ -246,6 +247,12 @@ def _torchvision_dataset(name: str, root: Path, train: bool, download: bool) -> 
         if name == "cifar100":
             return tvd.CIFAR100(str(root), train=train, download=download)
         return tvd.SVHN(str(root), split="train" if train else "test", download=download)
+    except OSError as err:  # urllib's URLError (no network) and socket errors are OSErrors
+        raise DataError(
+            f"could not download {name} into {root} ({type(err).__name__}: {getattr(err, 'reason', err)}); this "
+            f"machine may have no network. Fetch the archive elsewhere (torchvision's {name} URL), unpack it into "
+            f"{root} so that {root / _TV_FOLDERS[name]} exists, and run without --download."
+        ) from err
     except RuntimeError as err:
         raise DataError(
             f"{name} not found or corrupt under {root} (expected {root / _TV_FOLDERS[name]}"
