@@ -160,11 +160,13 @@ def test_train_evaluate_and_resume_exactly(modelnet, tmp_path, monkeypatch):
     assert summary["metrics"]["overall_acc"] == straight["overall_acc"] and summary["last_epoch"]["test_shapes"] == 8
 
 
-def test_missing_dataset_fails_before_the_run_starts(tmp_path):
+def test_missing_dataset_fails_before_the_run_starts(tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises((DataError, SystemExit)) as info:  # the command line turns DataError into "error: ..."
         _run(config, tmp_path / "nowhere", tmp_path / "out")
+    message = " ".join((str(info.value) if isinstance(info.value, DataError) else capsys.readouterr().err).split())
+    assert "does not exist" in message and "--data" in message
     assert not (tmp_path / "out").exists()
 
 
