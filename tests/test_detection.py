@@ -14,12 +14,14 @@ import torch
 import yaml
 from dense_helpers import REPO, check_published, crash_after_epoch
 from fixtures.coco import make_coco_dataset
+from PIL import Image
 from torch import nn
 
 import normcore
 from reproductions.engine.cli import config_from_args, engine_parser
 from reproductions.engine.trainer import CHECKPOINT_FORMAT
 from reproductions.tasks.classification.data import DataError
+from reproductions.tasks.detection import coco_data
 from reproductions.tasks.detection import main as detection
 from reproductions.tasks.detection.coco_data import CocoInstances, load_coco_api, validate_coco
 from reproductions.tasks.detection.coco_eval import ground_truth_results, run_cocoeval
@@ -106,6 +108,11 @@ def _write(root: Path, data: dict) -> Path:
         (lambda d: d["annotations"][0].update(image_id=12345), "no image with id 12345"),
         (lambda d: d["annotations"][0].update(bbox=[0, 0, -1, 3]), "bad boxes"),
         (lambda d: d["images"][0].update(file_name="absent.jpg"), "absent.jpg"),
+        # issue 12: polygons outside the image, polygons without area, ids written as strings
+        (lambda d: d["annotations"][0].update(segmentation=[[10, 10, 500, 10, 500, 40]]), "reaches outside"),
+        (lambda d: d["annotations"][0].update(segmentation=[[1, 1, 5, 5, 9, 9]]), "encloses no area"),
+        (lambda d: d["annotations"][0].update(image_id=str(d["annotations"][0]["image_id"])), "without quotes"),
+        (lambda d: d["images"][0].update(id="7"), "COCO ids are integers"),
     ],
 )
 def test_malformed_annotations_get_clear_errors(coco_root, tmp_path, breakage, expected):
@@ -119,6 +126,24 @@ def test_malformed_annotations_get_clear_errors(coco_root, tmp_path, breakage, e
     message = str(err.value)
     assert expected in message and str(path) in message
     assert "Fix" in message or "COCO instances file" in message
+
+
+def test_check_command_decodes_every_image(coco_root, tmp_path, capsys):
+    """Issue 12: the check reported OK for a truncated JPEG and for an image whose size differs from the
+    annotation file's."""
+    root = tmp_path / "coco"
+    shutil.copytree(coco_root, root)
+    assert coco_data.main(["check", str(root), "--split", "val"]) == 0
+    files = sorted((root / "val").glob("*.jpg"))
+    files[0].write_bytes(files[0].read_bytes()[:300])
+    Image.new("RGB", (20, 10)).save(files[1])
+    with pytest.raises(SystemExit) as exit_:
+        coco_data.main(["check", str(root), "--split", "val"])
+    assert exit_.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{files[0].name} (image id" in err and "cannot be decoded" in err
+    assert f"{files[1].name} (image id" in err and "is 20x10 but the annotations say 80x64" in err
+    assert "Traceback" not in err
 
 
 def test_missing_folder_and_bad_json_name_the_fix(coco_root, tmp_path):
@@ -367,9 +392,7 @@ def test_train_evaluate_and_resume_exactly(coco_root, tmp_path, monkeypatch):
 )
 def test_every_coco_config_loads_and_names_its_published_row(path):
     paper = path.parents[2].name
-    cfg = config_from_args(
-        engine_parser("x").parse_args(["--config", str(path)]), detection.DETECTION_DEFAULTS
-    )
+    cfg = config_from_args(engine_parser("x").parse_args(["--config", str(path)]), detection.DETECTION_DEFAULTS)
     assert cfg["paper"] == paper and cfg["name"] and cfg["paper_ref"]
     check_published(cfg, paper)
     model = cfg["model"]

@@ -21,6 +21,7 @@ import normcore
 from reproductions.engine.cli import config_from_args, engine_parser
 from reproductions.tasks.classification.data import DataError
 from reproductions.tasks.segmentation import main as seg
+from reproductions.tasks.segmentation import voc_data
 from reproductions.tasks.segmentation.voc_data import IGNORE_INDEX, VOCSegmentation, read_mask, voc_palette
 
 
@@ -117,6 +118,37 @@ def test_bad_masks_and_paths_get_clear_errors(voc_root, tmp_path):
     (root / "VOC2012" / "SegmentationClass" / "2012_val0000.png").unlink()
     with pytest.raises(DataError, match=r"2012_val0000 \(mask\)"):
         VOCSegmentation(root, "val", train=False)
+
+
+def test_a_training_image_without_its_sbd_mask_is_reported_not_dropped(voc_root, tmp_path):
+    """Issue 12: train_aug (built from the SegmentationClassAug masks) used to leave out, silently, a VOC
+    training image whose SBD mask was missing."""
+    root = tmp_path / "VOCdevkit"
+    shutil.copytree(voc_root, root)
+    assert len(VOCSegmentation(root, "train_aug", train=False)) == 6  # 4 VOC train + 2 SBD-only
+    (root / "VOC2012" / "SegmentationClassAug" / "2012_train0001.png").unlink()
+    with pytest.raises(DataError, match=r"2012_train0001 \(mask\)"):
+        VOCSegmentation(root, "train_aug", train=False)
+
+
+def test_check_command_decodes_images_and_masks(voc_root, tmp_path, capsys):
+    """Issue 12: the check reported OK for truncated JPEGs, colour masks and masks of the wrong size."""
+    root = tmp_path / "VOCdevkit"
+    shutil.copytree(voc_root, root)
+    assert voc_data.main(["check", str(root)]) == 0
+    voc = root / "VOC2012"
+    jpeg = voc / "JPEGImages" / "2012_val0001.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:400])
+    Image.fromarray(np.zeros((48, 64, 3), dtype=np.uint8)).save(voc / "SegmentationClass" / "2012_val0002.png")
+    Image.fromarray(np.zeros((10, 12), dtype=np.uint8)).save(voc / "SegmentationClassAug" / "2012_train0003.png")
+    with pytest.raises(SystemExit) as exit_:
+        voc_data.main(["check", str(root)])
+    assert exit_.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "2012_val0001.jpg" in err and "cannot be decoded" in err
+    assert "2012_val0002.png" in err and "is a RGB image" in err
+    assert "2012_train0003.png" in err and "is 12x10 but the annotations say 64x48" in err
+    assert "Traceback" not in err
 
 
 # ------------------------------------------------------------------------------------------------

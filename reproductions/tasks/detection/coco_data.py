@@ -19,7 +19,8 @@ at most 1333) happens in the model (``GeneralizedRCNNTransform``). Category ids 
 contiguous labels ``1..K`` (0 is background) and back for evaluation.
 
 Command line: ``python -m reproductions.tasks.detection.coco_data check PATH [--split val2017]`` validates an
-annotation file and its images and prints what it found.
+annotation file, decodes every image and compares its size with the annotations, and prints what it
+found (each problem with its file; exit status 2 if any).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import io
 import json
 import math
 import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,12 +42,15 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
+from reproductions.errors import run_cli
 from reproductions.tasks.classification.data import DataError, _load_image
+from reproductions.tasks.image_check import ImageCheck, check_images, problem_summary
 
 __all__ = [
     "CocoInstances",
     "annotation_mask",
     "check_coco",
+    "check_coco_images",
     "coco_paths",
     "detection_collate",
     "load_coco_api",
@@ -60,6 +63,9 @@ _DOWNLOAD_HINT = (
 )
 _FORMAT_HINT = "see the 'Object Detection' format at https://cocodataset.org/#format-data"
 _MAX_LISTED = 5
+_EDGE = 1.0
+"""How far (pixels) a polygon vertex may lie outside the image: COCO outlines trace pixel borders, so a
+vertex on the far edge of the last pixel column sits at ``width`` and rounding can add a little."""
 
 
 def coco_paths(root: str | os.PathLike, split: str) -> tuple[Path, Path]:
@@ -106,6 +112,16 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _is_id(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _polygon_area(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The shoelace formula: the area a closed polygon encloses."""
+    n = len(xs)
+    return abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))) / 2.0
+
+
 def _segmentation_problem(seg: Any, height: int, width: int) -> str | None:
     """Why ``seg`` is not a usable COCO segmentation (``None`` if it is)."""
     if isinstance(seg, list):
@@ -121,6 +137,14 @@ def _segmentation_problem(seg: Any, height: int, width: int) -> str | None:
                     f"polygon {k} has {len(poly) // 2} point(s); a polygon needs at least 3 "
                     f"(pycocotools would read 4 numbers as a box)"
                 )
+            xs, ys = poly[0::2], poly[1::2]
+            if min(xs) < -_EDGE or min(ys) < -_EDGE or max(xs) > width + _EDGE or max(ys) > height + _EDGE:
+                return (
+                    f"polygon {k} reaches outside the {width}x{height} image (x {min(xs):g}..{max(xs):g}, "
+                    f"y {min(ys):g}..{max(ys):g})"
+                )
+            if _polygon_area(xs, ys) == 0.0:
+                return f"polygon {k} encloses no area (its {len(xs)} points lie on one line or repeat)"
         return None
     if isinstance(seg, Mapping):
         if "counts" not in seg or "size" not in seg:
@@ -165,6 +189,8 @@ def validate_coco(data: Mapping[str, Any], path: str | os.PathLike, image_dir: s
         missing = [f for f in ("id", "file_name", "height", "width") if not isinstance(img, Mapping) or f not in img]
         if missing:
             bad_images.append(f"images[{k}] lacks {', '.join(missing)}")
+        elif not _is_id(img["id"]):
+            bad_images.append(f"images[{k}] has id {img['id']!r}; COCO ids are integers")
         elif not (
             isinstance(img["height"], int) and isinstance(img["width"], int) and img["height"] > 0 < img["width"]
         ):
@@ -182,6 +208,8 @@ def validate_coco(data: Mapping[str, Any], path: str | os.PathLike, image_dir: s
     for k, cat in enumerate(data["categories"]):
         if not isinstance(cat, Mapping) or "id" not in cat or "name" not in cat:
             bad_cats.append(f"categories[{k}] lacks 'id' or 'name'")
+        elif not _is_id(cat["id"]):
+            bad_cats.append(f"categories[{k}] has id {cat['id']!r}; COCO ids are integers")
         elif cat["id"] in categories:
             bad_cats.append(f"category id {cat['id']} appears twice")
         else:
@@ -204,10 +232,10 @@ def validate_coco(data: Mapping[str, Any], path: str | os.PathLike, image_dir: s
             bad_keys.append(f"annotation id {ann['id']} appears twice")
         seen_ids.add(ann["id"])
         if ann["image_id"] not in images:
-            bad_refs.append(f"{where}: no image with id {ann['image_id']}")
+            bad_refs.append(f"{where}: {_missing_ref('image', ann['image_id'], images)}")
             continue
         if ann["category_id"] not in categories:
-            bad_refs.append(f"{where}: no category with id {ann['category_id']}")
+            bad_refs.append(f"{where}: {_missing_ref('category', ann['category_id'], categories)}")
         box = ann["bbox"]
         if (
             not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box))
@@ -235,6 +263,13 @@ def validate_coco(data: Mapping[str, Any], path: str | os.PathLike, image_dir: s
         )
     if problems:
         raise DataError(f"{path}: {len(problems)} kind(s) of problem:\n  - " + "\n  - ".join(problems))
+
+
+def _missing_ref(kind: str, ref: Any, known: Iterable[Any]) -> str:
+    """Why ``ref`` names no known id: a number written as a string is said so."""
+    if isinstance(ref, str) and ref.strip().lstrip("-").isdigit() and int(ref) in set(known):
+        return f"{kind}_id is the string {ref!r}; COCO ids are integers: write {int(ref)} without quotes"
+    return f"no {kind} with id {ref!r}"
 
 
 def load_coco_api(ann_file: str | os.PathLike, image_dir: str | os.PathLike | None = None) -> COCO:
@@ -378,21 +413,46 @@ def detection_collate(batch: Iterable[tuple[torch.Tensor, dict[str, torch.Tensor
     return list(images), list(targets)
 
 
+def check_coco_images(ds: CocoInstances, *, workers: int | None = None, progress: bool = True) -> None:
+    """Decode every image of ``ds`` and compare its size with the annotation file's ``height``/``width``;
+    one :class:`DataError` lists every image that fails (truncated, unreadable, another size)."""
+    items = [
+        ImageCheck(ds.image_dir / info["file_name"], (info["height"], info["width"]), what=f"image id {image_id}")
+        for image_id, info in sorted(ds.coco.imgs.items())
+    ]
+    problems = check_images(items, workers=workers, progress=progress)
+    if problems:
+        raise DataError(
+            problem_summary(
+                f"image(s) of {ds.image_dir} do not match {ds.image_dir.parent / 'annotations'}",
+                problems,
+                "re-extract the images and the annotation file from the same COCO release",
+            )
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """``check ROOT [--split S ...] [--no-decode]``; exit status 0 when every split is usable, 2 (with
+    an ``error:`` paragraph on stderr) when not."""
+    return run_cli(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description="Check a COCO folder: annotation file and images of a split")
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="validate annotations/instances_<split>.json and <split>/")
+    check = sub.add_parser("check", help="validate annotations/instances_<split>.json and decode every image")
     check.add_argument("root")
     check.add_argument("--split", action="append", help="split(s) to check (default train2017 and val2017)")
+    check.add_argument("--no-decode", action="store_true", help="check the files exist, without decoding them")
+    check.add_argument("--workers", type=int, help="decoding threads (default: the CPUs, at most 8)")
     args = parser.parse_args(argv)
-    try:
-        for split in args.split or ["train2017", "val2017"]:
-            ds = CocoInstances(args.root, split, train=False)
-            n_ann = len(ds.coco.anns)
-            print(f"{split}: {len(ds)} images, {n_ann} annotations, {ds.num_classes} categories: OK")
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    for split in args.split or ["train2017", "val2017"]:
+        ds = CocoInstances(args.root, split, train=False)
+        if not args.no_decode:
+            check_coco_images(ds, workers=args.workers)
+        n_ann = len(ds.coco.anns)
+        decoded = "files present" if args.no_decode else "every image decoded at its annotated size"
+        print(f"{split}: {len(ds)} images, {n_ann} annotations, {ds.num_classes} categories, {decoded}: OK")
     return 0
 
 

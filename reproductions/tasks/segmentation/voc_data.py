@@ -19,6 +19,10 @@ Training augmentation, as chenxi116/DeepLabv3.pytorch ``utils.preprocess``: hori
 probability 0.5, a random scale in [0.5, 2] (uniform in log2), ImageNet mean/std normalization, padding
 to the crop size (image 0 after normalization, label 255), a random ``crop_size`` crop (513). Evaluation
 uses the whole image.
+
+Command line: ``python -m reproductions.tasks.segmentation.voc_data check PATH`` lists the splits found,
+decodes every image and mask (a mask must be a class-index PNG of its image's size) and reports each
+problem with its file (exit status 2 if any).
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,7 +40,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
+from reproductions.errors import run_cli
 from reproductions.tasks.classification.data import DataError, _load_image
+from reproductions.tasks.image_check import ImageCheck, check_images, problem_summary
 from reproductions.tasks.imagenet_stats import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -45,6 +50,8 @@ __all__ = [
     "TRAIN_AUG_SIZE",
     "VOC_CLASSES",
     "VOCSegmentation",
+    "check_voc_files",
+    "mask_problem",
     "pad_collate",
     "read_mask",
     "resolve_voc_root",
@@ -120,7 +127,10 @@ def split_names(voc: Path, split: str) -> tuple[list[str], Path]:
         if listed.is_file():
             return _read_names(listed), masks
         val = set(_read_names(sets / "val.txt")) if (sets / "val.txt").is_file() else set()
-        return sorted(p.stem for p in masks.glob("*.png") if p.stem not in val), masks
+        # VOC's own training images belong to train_aug whether or not SBD gave them a mask: one without
+        # its SegmentationClassAug mask is then reported as missing, not silently left out
+        train = set(_read_names(sets / "train.txt")) if (sets / "train.txt").is_file() else set()
+        return sorted(({p.stem for p in masks.glob("*.png")} | train) - val), masks
     listed = sets / f"{split}.txt"
     if not listed.is_file():
         raise DataError(f"{listed} not found: the '{split}' split of VOC 2012 segmentation lists its image names there")
@@ -137,18 +147,27 @@ def read_mask(path: str | os.PathLike, num_classes: int = len(VOC_CLASSES)) -> n
         raise DataError(f"mask {path} not found; the split lists an image whose annotation is missing") from None
     except Exception as err:
         raise DataError(f"cannot read mask {path}: {type(err).__name__}: {err}") from err
+    problem = mask_problem(arr, mode, num_classes)
+    if problem:
+        raise DataError(f"mask {path} {problem}")
+    return arr
+
+
+def mask_problem(arr: np.ndarray, mode: str, num_classes: int = len(VOC_CLASSES)) -> str | None:
+    """Why a decoded mask is not a VOC class-index mask (``None`` if it is): a colour image, or values
+    other than the class indices and 255."""
     if mode not in ("P", "L"):
-        raise DataError(
-            f"mask {path} is a {mode} image; VOC masks are single-channel PNGs (palette or grayscale) whose pixel "
+        return (
+            f"is a {mode} image; VOC masks are single-channel PNGs (palette or grayscale) whose pixel "
             f"values are class indices 0..{num_classes - 1} and {IGNORE_INDEX} for 'ignore', not colours"
         )
     bad = np.setdiff1d(np.unique(arr), [*range(num_classes), IGNORE_INDEX])
     if bad.size:
-        raise DataError(
-            f"mask {path} has values {bad.tolist()[:10]} outside 0..{num_classes - 1} and {IGNORE_INDEX}; "
+        return (
+            f"has values {bad.tolist()[:10]} outside 0..{num_classes - 1} and {IGNORE_INDEX}; "
             f"it is not a VOC class-index mask"
         )
-    return arr
+    return None
 
 
 class VOCSegmentation(Dataset):
@@ -236,22 +255,71 @@ def pad_collate(
     return images, labels
 
 
+def check_voc_files(ds: VOCSegmentation, *, workers: int | None = None, progress: bool = True) -> None:
+    """Decode every image and mask of ``ds``: a mask must be a single-channel class-index PNG of its
+    image's size. One :class:`DataError` lists every file that fails, with the problem."""
+    items = []
+    for name in ds.names:
+        image = ds.voc / "JPEGImages" / f"{name}.jpg"
+        items.append(ImageCheck(image, what=name))
+        items.append(
+            ImageCheck(
+                ds.mask_dir / f"{name}.png",
+                _header_size(image),
+                mask_check=lambda arr, mode: mask_problem(arr, mode, ds.num_classes),
+                what=f"mask of {name}, whose image sets the expected size",
+            )
+        )
+    problems = check_images(items, workers=workers, progress=progress)
+    if problems:
+        raise DataError(
+            problem_summary(
+                f"file(s) of the '{ds.split}' split are unusable",
+                problems,
+                "re-extract the VOC (and SBD) archives; masks are the index PNGs of SegmentationClass(Aug)",
+            )
+        )
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` from an image's header (no decoding), ``None`` if it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
+    except Exception:
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """``check ROOT [--no-decode]``: every split, with what is missing or unusable; exit status 2 (and
+    an ``error:`` paragraph) if a split fails."""
+    return run_cli(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description="Check a VOC 2012 (+ SBD) folder for semantic segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="list the splits found and what is missing")
+    check = sub.add_parser("check", help="list the splits found, decode every image and mask, report problems")
     check.add_argument("root")
+    check.add_argument("--split", action="append", help="split(s) to check (default train_aug, train and val)")
+    check.add_argument("--no-decode", action="store_true", help="check the files exist, without decoding them")
+    check.add_argument("--workers", type=int, help="decoding threads (default: the CPUs, at most 8)")
     args = parser.parse_args(argv)
-    failed = False
-    for split in ("train_aug", "train", "val"):
+    failures = []
+    for split in args.split or ["train_aug", "train", "val"]:
         try:
             ds = VOCSegmentation(args.root, split, train=False)
-            note = "" if split != "train_aug" or len(ds) == TRAIN_AUG_SIZE else f" (the papers use {TRAIN_AUG_SIZE})"
-            print(f"{split}: {len(ds)} images{note}: OK")
+            if not args.no_decode:
+                check_voc_files(ds, workers=args.workers)
         except DataError as err:
-            failed = True
-            print(f"{split}: {err}", file=sys.stderr)
-    return 1 if failed else 0
+            failures.append(f"{split}: {err}")
+            continue
+        note = "" if split != "train_aug" or len(ds) == TRAIN_AUG_SIZE else f" (the papers use {TRAIN_AUG_SIZE})"
+        decoded = "" if args.no_decode else ", every image and mask decoded"
+        print(f"{split}: {len(ds)} images{note}{decoded}: OK")
+    if failures:
+        raise DataError(f"{len(failures)} split(s) failed the check:\n" + "\n".join(failures))
+    return 0
 
 
 if __name__ == "__main__":
