@@ -91,6 +91,20 @@ def test_unreadable_image_names_the_file(tmp_path, folder):
         train[0]
 
 
+def test_check_command_decodes_every_image(tmp_path, folder, capsys):
+    """Issue 12: a dataset check must decode the images, so a truncated JPEG is found before training."""
+    shutil.copytree(folder, tmp_path / "d")
+    assert main(["check", str(tmp_path / "d")]) == 0
+    assert "18 decoded" in capsys.readouterr().out
+    bad = tmp_path / "d" / "val" / "class_2" / "img_1.JPEG"
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(SystemExit) as exit_:
+        main(["check", str(tmp_path / "d")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_.value.code == 2 and str(bad) in err and "cannot be decoded" in err and "Traceback" not in err
+    assert main(["check", str(tmp_path / "d"), "--no-decode"]) == 0
+
+
 def test_cifar_missing_says_how_to_fix(tmp_path):
     with pytest.raises(DataError, match=r"cifar10 not found or corrupt .*cifar-10-batches-py.*--download"):
         build_classification_datasets({"dataset": "cifar10", "root": str(tmp_path)}, {})

@@ -21,6 +21,7 @@ from reproductions.engine import atomic
 from reproductions.engine import checkpoint as ckpt
 from reproductions.engine.cli import config_from_args, engine_parser
 from reproductions.engine.config import ConfigError
+from reproductions.engine.logs import RunLog
 from reproductions.engine.run_folder import RunFolderError, claim_run_folder
 from reproductions.engine.trainer import Trainer
 from reproductions.tasks.classification import data as classification_data
@@ -212,6 +213,19 @@ def test_a_full_disk_is_said_so_and_keeps_the_previous_file(tmp_path):
     assert f"cannot write {path}: no space left on the device" in message and "MiB free" in message
     assert "is intact" in message and "--resume auto" in message
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_a_full_disk_while_logging_is_said_so(tmp_path, monkeypatch):
+    """The per-epoch metrics line and the log lines are appended, not written atomically: a full disk
+    there is the same clear error."""
+    log = RunLog(tmp_path)
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "open", full)
+    with pytest.raises(atomic.StorageError, match=r"cannot write .*metrics\.jsonl: no space left on the device"):
+        log.epoch({"epoch": 1})
 
 
 # --------------------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ Engine API
     --trusted-checkpoint --batch-size --epochs --lr --workers --accum-steps --virtual-devices --sync-bn
     --amp --channels-last --compile --seed --log-every --device --download --move-old-run --eval-only
     --print-config --set --debug), ``config_from_args(args, task_defaults, schema=)``, ``ENGINE_DEFAULTS``
-    (sections ``train``, ``optim``, ``schedule``) and ``ENGINE_SCHEMA`` (their types and ranges), ``METADATA_DEFAULTS`` (``name``, ``paper``, ``paper_ref``, ``published``,
-    ``notes``), ``default_out_dir``.
+    (sections ``train``, ``optim``, ``schedule``) and ``ENGINE_SCHEMA`` (their types and ranges),
+    ``METADATA_DEFAULTS`` (``name``, ``paper``, ``paper_ref``, ``published``, ``notes``), ``default_out_dir``.
 ``session``
     ``start_session(cfg, out_dir, resume=, move_old_run=, eval_only=) -> Session`` (process group, seeds,
     run folder claimed (:mod:`~reproductions.engine.run_folder`), manifest.json, batch arithmetic:

@@ -26,6 +26,7 @@ __all__ = [
     "StorageError",
     "atomic_write",
     "remove_stale_temporaries",
+    "storage_error",
     "write_bytes",
     "write_json",
     "write_text",
@@ -53,11 +54,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        cause = _storage_cause(err)
-        if cause is not None:
-            raise StorageError(_storage_message(path, cause)) from err
+        storage = storage_error(err, path)
+        if storage is not None:
+            raise storage from err
         raise
     return path
+
+
+def storage_error(err: BaseException, path: Path) -> StorageError | None:
+    """The :class:`StorageError` to raise instead of ``err`` when a full disk or quota caused it (``None``
+    otherwise), naming ``path`` and the free space."""
+    cause = _storage_cause(err)
+    return StorageError(_storage_message(path, cause)) if cause is not None else None
 
 
 def _storage_cause(err: BaseException) -> OSError | None:

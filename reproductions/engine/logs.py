@@ -84,17 +84,28 @@ class RunLog:
             return
         stamp = time.strftime("%H:%M:%S")
         print(f"[{stamp}] {text}", flush=True)
-        with self.text_path.open("a", encoding="utf-8") as fh:
-            fh.write(f"[{stamp}] {text}\n")
+        self._append(self.text_path, f"[{stamp}] {text}\n")
 
     def epoch(self, record: dict[str, Any]) -> None:
         """Append one epoch's metrics to ``metrics.jsonl``."""
         if not self.enabled:
             return
-        with self.metrics_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, allow_nan=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        self._append(self.metrics_path, json.dumps(record, allow_nan=True) + "\n", sync=True)
+
+    @staticmethod
+    def _append(path: Path, text: str, *, sync: bool = False) -> None:
+        """Append ``text``; a full disk is a :class:`~reproductions.engine.atomic.StorageError` naming ``path``."""
+        try:
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(text)
+                if sync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except OSError as err:
+            storage = atomic.storage_error(err, path)
+            if storage is not None:
+                raise storage from err
+            raise
 
     def rewrite(self, history: list[dict[str, Any]]) -> None:
         """Replace ``metrics.jsonl`` with ``history`` (atomically), e.g. when resuming."""

@@ -30,7 +30,6 @@ import argparse
 import csv
 import os
 import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from reproductions.errors import UserError
+from reproductions.errors import UserError, run_cli
 from reproductions.tasks.imagenet_stats import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -323,26 +322,52 @@ def sort_flat_val(val_dir: str | os.PathLike, labels: str | os.PathLike, *, dry_
     return len(images)
 
 
+def check_image_files(
+    root: str | os.PathLike, classes: Mapping[str, Sequence[str]], *, workers: int | None = None
+) -> int:
+    """Decode every image of ``root/<split>/<class>/`` (``classes`` as :func:`check_image_folder` returns
+    them); returns how many, or raises one :class:`DataError` listing each file that fails."""
+    from reproductions.tasks.image_check import ImageCheck, check_images, problem_summary
+
+    root = Path(root)
+    items = [
+        ImageCheck(path)
+        for split, names in classes.items()
+        for name in names
+        for path in _images_in(root / split / name)
+    ]
+    problems = check_images(items, workers=workers)
+    if problems:
+        raise DataError(
+            problem_summary("image file(s) cannot be used", problems, "re-extract them, or delete them from the folder")
+        )
+    return len(items)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """``check ROOT [--no-decode]`` and ``sort-val``; a problem is one ``error:`` paragraph, exit status 2."""
+    return run_cli(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description="Dataset utilities: check an ImageNet folder, sort a flat val/.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    check = sub.add_parser("check", help="check ROOT/train and ROOT/val")
+    check = sub.add_parser("check", help="check ROOT/train and ROOT/val and decode every image")
     check.add_argument("root")
+    check.add_argument("--no-decode", action="store_true", help="check the layout only, without decoding images")
+    check.add_argument("--workers", type=int, help="decoding threads (default: the CPUs, at most 8)")
     sort = sub.add_parser("sort-val", help="move flat val images into class folders")
     sort.add_argument("val_dir")
     sort.add_argument("labels", help="LOC_val_solution.csv or a 'filename,wnid' file")
     sort.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        if args.cmd == "check":
-            classes = check_image_folder(args.root)
-            print(f"ok: {len(classes['train'])} classes in train/ and val/")
-        else:
-            n = sort_flat_val(args.val_dir, args.labels, dry_run=args.dry_run)
-            print(f"{'would move' if args.dry_run else 'moved'} {n} images into class folders")
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.cmd == "check":
+        classes = check_image_folder(args.root)
+        decoded = "" if args.no_decode else f"; {check_image_files(args.root, classes, workers=args.workers)} decoded"
+        print(f"ok: {len(classes['train'])} classes in train/ and val/{decoded}")
+    else:
+        n = sort_flat_val(args.val_dir, args.labels, dry_run=args.dry_run)
+        print(f"{'would move' if args.dry_run else 'moved'} {n} images into class folders")
     return 0
 
 
