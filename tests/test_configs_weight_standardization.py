@@ -143,3 +143,35 @@ def test_eval_padding_to_513_ignores_the_padded_pixels():
     assert torch.equal(images[0, :, :300, :500], image) and images[0, :, 300:].abs().sum() == 0
     assert (labels[0, 300:] == IGNORE_INDEX).all() and (labels[0, :, 500:] == IGNORE_INDEX).all()
     assert pad_collate([(image, label)])[0].shape == (1, 3, 300, 500)  # default: native size
+
+
+def test_a_voc_run_reports_its_expected_result_with_its_status(tmp_path, monkeypatch):
+    """The summary says whether the row's published value is a target (paper/repo) or unverified."""
+    import json
+
+    import yaml
+    from fixtures.voc import make_voc_dataset
+
+    monkeypatch.setenv("NORMCORE_NO_PROGRESS", "1")
+    root = make_voc_dataset(tmp_path / "VOCdevkit", train=2, val=2, extra_sbd=1)
+    cfg = {
+        "name": "tiny",
+        "paper": "weight_standardization",
+        "published": {"id": "ws.voc.bn.miou", "value": 76.49, "metric": "mIoU", "source": "x", "tag": "repo"},
+        "model": {"backbone": "resnet18", "norm": "gn", "norm_kwargs": {"num_groups": 8}, "aspp_channels": 16},
+        "data": {"batch_size": 2, "workers": 0, "crop_size": 32, "eval_batch_size": 2},
+        "train": {"epochs": 1, "log_every": 1},
+        "optim": {"lr": 0.01, "reference_batch": 2},
+        "schedule": {"kind": "poly", "milestones": []},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    seg.main(
+        ["--config", str(path), "--data", str(root), "--out", str(out), "--device", "cpu"],
+        paper="weight_standardization",
+    )
+    expected = json.loads((out / "summary.json").read_text())["metrics"]["expected"]
+    assert expected == [
+        {"metric": "mIoU", "id": "ws.voc.bn.miou", "value": 76.49, "confidence": "repo", "status": "target"}
+    ]

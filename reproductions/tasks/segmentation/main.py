@@ -56,6 +56,7 @@ from reproductions.tasks.segmentation.voc_data import (
     VOCSegmentation,
     pad_collate,
 )
+from reproductions.tasks.targets import expected_results
 
 __all__ = [
     "SEGMENTATION",
@@ -355,7 +356,10 @@ def _build(ctx: RunContext) -> TaskParts:
         train_set=train_set,
         loss_fn=segmentation_loss,
         evaluate=evaluate,
-        summarize=lambda history: last_results(history, lambda k: k in ("mIoU", "pixel_acc")),
+        summarize=lambda history: {
+            **last_results(history, lambda k: k in ("mIoU", "pixel_acc")),
+            "expected": expected_results(cfg),  # only "target" values may decide; "unverified" never does
+        },
         extra_metrics=lambda: dict(per_class),
         report=lambda metrics: f"mIoU {fmt(metrics.get('mIoU'))}% (output stride {eval_stride})",
     )
