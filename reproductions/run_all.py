@@ -59,6 +59,11 @@ def execute_notebook(path: Path, timeout: int = 900) -> float:
     return time.perf_counter() - start
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it."""
+    return str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
+
+
 def _results_report(out_root: Path, papers: Sequence[str]) -> Path:
     """A RESULTS.md for results written outside the committed folders (``out_root/<paper>/``)."""
     from reproductions.engine.atomic import write_text
@@ -102,10 +107,10 @@ def _main(argv: Sequence[str] | None) -> int:
             timings.append((paper, status, seconds))
     if not args.quick and not committed:
         for root in sorted(elsewhere):
-            timings.append(("report", f"ok: {_results_report(root, papers).relative_to(REPO_ROOT)}", 0.0))
+            timings.append(("report", f"ok: {_shown(_results_report(root, papers))}", 0.0))
         print(
             f"\nThe results of this machine ({machine_id()}) are under "
-            f"{', '.join(str(p.relative_to(REPO_ROOT)) for p in sorted(elsewhere))}/; the committed results, "
+            f"{', '.join(_shown(p) for p in sorted(elsewhere))}/; the committed results, "
             f"notebooks and README were not changed. To replace them: make reproduce PAPER={args.paper} "
             f"UPDATE_COMMITTED=1",
             flush=True,

@@ -90,7 +90,7 @@ def test_destination_depends_on_the_machine_of_the_committed_results(tmp_path, m
     assert experiment.destination("group_norm")[0] == committed  # made here
     _committed(tmp_path, "normprop", {"cpu_model": "Intel(R) Xeon(R) CPU @ 2.20GHz", "cpu_count": 2})
     path, why = experiment.destination("normprop")
-    assert path == provenance.REPO_ROOT / "runs" / "reproduce" / here / "normprop"
+    assert path == experiment.RUNS_DIR / "reproduce" / here / "normprop"
     assert "intel-xeon-2cores" in why and "UPDATE_COMMITTED=1" in why
     assert experiment.destination("normprop", update_committed=True)[0] == tmp_path / "normprop" / "results"
     _committed(tmp_path, "layer_norm", {"processor": "x86_64", "cpu_count": 2})  # an old manifest: no CPU model
@@ -120,9 +120,7 @@ def _fake_runs(monkeypatch) -> list:
 def test_make_reproduce_on_another_machine_leaves_committed_files_alone(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(experiment.RESULTS_ROOT_ENV, str(tmp_path))
     _committed(tmp_path, "normprop", {"id": "intel-xeon-2cores"})
-    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)  # runs/reproduce/ under tmp_path
-    monkeypatch.setattr(experiment.provenance, "REPO_ROOT", tmp_path)
-    monkeypatch.setattr(run_all, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(experiment, "RUNS_DIR", tmp_path / "runs")
     calls = _fake_runs(monkeypatch)
     assert run_all.main(["--paper", "normprop"]) == 0
     here = provenance.machine_id()

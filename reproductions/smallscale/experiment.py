@@ -34,6 +34,7 @@ from reproductions.smallscale.parallel import default_workers, set_threads
 __all__ = [
     "DEFAULT_SEEDS",
     "RESULTS_ROOT_ENV",
+    "RUNS_DIR",
     "add_destination_flags",
     "cli",
     "committed_dir",
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 DEFAULT_SEEDS = (0, 1, 2)
+RUNS_DIR = provenance.REPO_ROOT / "runs"
+"""Runs that are not committed: ``quick/<paper>/`` and ``reproduce/<machine-id>/<paper>/``."""
 RESULTS_ROOT_ENV = "NORMCORE_RESULTS_ROOT"
 """Environment variable naming another folder to hold the committed ``<paper>/results/`` folders (the
 tests use it to run the whole ``--update-committed`` path into a temporary folder)."""
@@ -117,7 +120,7 @@ def destination(paper: str, *, update_committed: bool = False) -> tuple[Path, st
         return committed, f"no committed results yet: writing {committed}"
     if machines == {here}:
         return committed, f"the committed results were made on this machine ({here}): replacing them in {committed}"
-    separate = provenance.REPO_ROOT / "runs" / "reproduce" / here / paper
+    separate = RUNS_DIR / "reproduce" / here / paper
     return separate, (
         f"the committed results of {paper} were made on another machine ({', '.join(sorted(machines))}; this is "
         f"{here}), and CPU-scale numbers differ in their last digits between CPUs, so this run writes to {separate} "
@@ -133,7 +136,7 @@ def results_dir(paper: str, quick: bool, out_dir: str | os.PathLike | None = Non
     if out_dir is not None:
         path = Path(out_dir)
     elif quick:
-        path = provenance.REPO_ROOT / "runs" / "quick" / paper
+        path = RUNS_DIR / "quick" / paper
     else:
         path, why = destination(paper)
         print(why, flush=True)
