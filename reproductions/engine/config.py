@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from reproductions.engine.schema import Spec, validate
+from reproductions.engine.schema import Spec, lookup, validate
 from reproductions.errors import UserError
 
 __all__ = [
@@ -160,13 +160,8 @@ def _check_keys(cfg: Mapping[str, Any], defaults: Mapping[str, Any], where: str,
 
 
 def get(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
-    """``get(cfg, "optim.lr")``."""
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
+    """``get(cfg, "optim.lr")`` (``default`` when a part is missing)."""
+    return lookup(cfg, dotted, default)
 
 
 def set_value(cfg: dict[str, Any], dotted: str, value: Any) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "choice",
     "infer_spec",
     "integer",
+    "lookup",
     "number",
     "numbers",
     "string",
@@ -225,7 +226,7 @@ def validate(
     for key, spec in specs.items():
         if spec is None:
             continue
-        value = _get(cfg, key)
+        value = lookup(cfg, key, _MISSING)
         if value is _MISSING:
             continue
         why = spec.problem(value)
@@ -244,11 +245,12 @@ def validate(
 _MISSING = object()
 
 
-def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
+def lookup(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    """``cfg["optim"]["lr"]`` for ``"optim.lr"``; ``default`` when a part is missing."""
     node: Any = cfg
     for part in dotted.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
+            return default
         node = node[part]
     return node
 

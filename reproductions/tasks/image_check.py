@@ -4,8 +4,8 @@
 
 A check is a list of :class:`ImageCheck` items (a file, the size the annotations give it, and whether it
 is a class-index mask); :func:`check_images` decodes them on a few threads (PIL releases the GIL while
-decoding) and returns one line per problem. :func:`problem_summary` turns the lines into the body of a
-:class:`~reproductions.tasks.classification.data.DataError`.
+decoding) and returns one line per problem; :func:`require_images` raises them as one
+:class:`~reproductions.tasks.classification.data.DataError` (:func:`problem_summary`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["ImageCheck", "check_images", "default_check_workers", "problem_summary"]
+__all__ = ["ImageCheck", "check_images", "default_check_workers", "problem_summary", "require_images"]
 
 _SHOWN = 10
 
@@ -78,3 +78,14 @@ def problem_summary(kind: str, problems: Iterable[str], fix: str) -> str:
     shown = "\n  - ".join(problems[:_SHOWN])
     more = f"\n  ... and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
     return f"{len(problems)} {kind}:\n  - {shown}{more}\nFix: {fix}"
+
+
+def require_images(
+    items: Sequence[ImageCheck], *, kind: str, fix: str, workers: int | None = None, progress: bool = True
+) -> None:
+    """:func:`check_images`, raising one ``DataError`` (``N <kind>:``, the problems, the fix) if any fail."""
+    from reproductions.tasks.classification.data import DataError
+
+    problems = check_images(items, workers=workers, progress=progress)
+    if problems:
+        raise DataError(problem_summary(kind, problems, fix))

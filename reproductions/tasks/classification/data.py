@@ -327,7 +327,7 @@ def check_image_files(
 ) -> int:
     """Decode every image of ``root/<split>/<class>/`` (``classes`` as :func:`check_image_folder` returns
     them); returns how many, or raises one :class:`DataError` listing each file that fails."""
-    from reproductions.tasks.image_check import ImageCheck, check_images, problem_summary
+    from reproductions.tasks.image_check import ImageCheck, require_images
 
     root = Path(root)
     items = [
@@ -336,11 +336,12 @@ def check_image_files(
         for name in names
         for path in _images_in(root / split / name)
     ]
-    problems = check_images(items, workers=workers)
-    if problems:
-        raise DataError(
-            problem_summary("image file(s) cannot be used", problems, "re-extract them, or delete them from the folder")
-        )
+    require_images(
+        items,
+        kind="image file(s) cannot be used",
+        fix="re-extract them, or delete them from the folder",
+        workers=workers,
+    )
     return len(items)
 
 

@@ -44,7 +44,7 @@ from torchvision.transforms import functional as TF
 
 from reproductions.errors import run_cli
 from reproductions.tasks.classification.data import DataError, _load_image
-from reproductions.tasks.image_check import ImageCheck, check_images, problem_summary
+from reproductions.tasks.image_check import ImageCheck, require_images
 
 __all__ = [
     "CocoInstances",
@@ -420,15 +420,13 @@ def check_coco_images(ds: CocoInstances, *, workers: int | None = None, progress
         ImageCheck(ds.image_dir / info["file_name"], (info["height"], info["width"]), what=f"image id {image_id}")
         for image_id, info in sorted(ds.coco.imgs.items())
     ]
-    problems = check_images(items, workers=workers, progress=progress)
-    if problems:
-        raise DataError(
-            problem_summary(
-                f"image(s) of {ds.image_dir} do not match {ds.image_dir.parent / 'annotations'}",
-                problems,
-                "re-extract the images and the annotation file from the same COCO release",
-            )
-        )
+    require_images(
+        items,
+        kind=f"image(s) of {ds.image_dir} do not match {ds.image_dir.parent / 'annotations'}",
+        fix="re-extract the images and the annotation file from the same COCO release",
+        workers=workers,
+        progress=progress,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,7 +42,7 @@ from torchvision.transforms import functional as TF
 
 from reproductions.errors import run_cli
 from reproductions.tasks.classification.data import DataError, _load_image
-from reproductions.tasks.image_check import ImageCheck, check_images, problem_summary
+from reproductions.tasks.image_check import ImageCheck, require_images
 from reproductions.tasks.imagenet_stats import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -270,15 +270,13 @@ def check_voc_files(ds: VOCSegmentation, *, workers: int | None = None, progress
                 what=f"mask of {name}, whose image sets the expected size",
             )
         )
-    problems = check_images(items, workers=workers, progress=progress)
-    if problems:
-        raise DataError(
-            problem_summary(
-                f"file(s) of the '{ds.split}' split are unusable",
-                problems,
-                "re-extract the VOC (and SBD) archives; masks are the index PNGs of SegmentationClass(Aug)",
-            )
-        )
+    require_images(
+        items,
+        kind=f"file(s) of the '{ds.split}' split are unusable",
+        fix="re-extract the VOC (and SBD) archives; masks are the index PNGs of SegmentationClass(Aug)",
+        workers=workers,
+        progress=progress,
+    )
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
