@@ -209,3 +209,17 @@ def test_a_change_to_one_paper_leaves_the_other_papers_results_valid(tmp_path):
     with (copy / "reproductions/batch_norm/cpu.py").open("a") as fh:
         fh.write("\nCHANGED = True\n")
     assert stale_reason(manifest, copy) == "edited: reproductions/batch_norm/cpu.py"
+
+
+def test_results_table_gives_each_time_with_the_machine_that_measured_it():
+    from reproductions.reporting.notebook import PaperResults
+    from reproductions.reporting.report import render
+
+    manifest = {"seconds": 306.0, "git_commit": "a" * 40,
+                "machine": {"cpu_model": "AMD EPYC 7B13", "cpu_count": 2, "torch_threads": 2}}  # fmt: skip
+    res = {"experiment": "t", "comparisons": [], "manifest": manifest}
+    old = {"experiment": "u", "comparisons": [], "manifest": {"seconds": 60.0, "machine": {"cpu_count": 2}}}
+    text = render([PaperResults("group_norm", results={"t": res, "u": old})])
+    assert "| 5.1 min (AMD EPYC 7B13, 2 cores, 2 threads) |" in text
+    assert "| 60 s (CPU model not recorded, 2 cores) |" in text
+    assert "on AMD EPYC 7B13, 2 cores, 2 threads; CPU model not recorded, 2 cores" in text
