@@ -125,6 +125,10 @@ def test_claiming_a_folder_removes_stale_temporaries_and_allows_continuing(tmp_p
         claim_run_folder(out, resume=None)
     with pytest.raises(RunFolderError, match=r"from .*other\.pt"):  # another run's checkpoint into this folder
         claim_run_folder(out, resume=tmp_path / "other.pt")
+    (out / "checkpoint.pt").rename(out / "checkpoint_epoch1.pt")  # --resume auto finds no checkpoint.pt
+    with pytest.raises(RunFolderError, match=r"has no checkpoint\.pt to continue from") as err:
+        claim_run_folder(out, resume=None, resume_auto=True)
+    assert "add --resume auto" not in str(err.value)
 
 
 def test_eval_only_without_a_checkpoint_is_an_error(tmp_path, images, quiet, capsys):

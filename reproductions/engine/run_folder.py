@@ -74,10 +74,14 @@ def claim_run_folder(
             notes.append(f"moved the earlier run in {out} to {aside} (--move-old-run)")
         else:
             source = f"from {resume} " if resume is not None else ""
+            if resume_auto:  # --resume auto found no checkpoint.pt: there is nothing to continue
+                how = f"It has no {CHECKPOINT_NAME} to continue from (--resume PATH names another checkpoint)."
+            else:
+                how = "To continue that run, add --resume auto."
             raise RunFolderError(
                 f"{out} already holds a run ({', '.join(found)}); starting a new run {source}there would overwrite "
-                f"it. To continue that run, add --resume auto. To start a new one, pass a fresh --out, or add "
-                f"--move-old-run to move the earlier run to {aside_name(out)} first."
+                f"it. {how} To start a new one, pass a fresh --out, or add --move-old-run to move the earlier run "
+                f"to {aside_name(out)} first."
             )
     stale = remove_stale_temporaries(out)
     if stale:
