@@ -176,3 +176,45 @@ def test_bias_lr_factor_and_norm_bias_rule():
     assert sched.get_last_lr()[1] == pytest.approx(0.02)
     with pytest.raises(ValueError, match="norm_bias_rule"):
         param_groups(model, 1e-4, norm_bias_rule="beta")
+
+
+def test_a_coco_run_reports_its_expected_results_with_their_status(tmp_path, monkeypatch):
+    """summary.json says which published values are targets: Table 4's box AP is read from a
+    third-party copy of the table (secondary), so it is reported as unverified."""
+    import json
+
+    import yaml
+    from fixtures.coco import make_coco_dataset
+
+    from reproductions.claims.published import published_value
+    from reproductions.tasks.detection import main as detection
+
+    monkeypatch.setenv("NORMCORE_NO_PROGRESS", "1")
+    root = make_coco_dataset(tmp_path / "coco", splits={"train": 2, "val": 2})
+    box = published_value("group_norm", "gn.table4.gn.box_ap")
+    cfg = {
+        "name": "tiny",
+        "paper": "group_norm",
+        "published": {"bbox_AP": {"id": "gn.table4.gn.box_ap", "value": box["value"], "tag": "paper"}},
+        "model": {
+            "backbone": "resnet18", "norm": "gn", "norm_kwargs": {"num_groups": 8}, "masks": False,
+            "fpn_channels": 32, "box_head_fc": 64, "trainable_layers": 5, "from_scratch": True,
+            "kwargs": {"rpn_pre_nms_top_n_train": 50, "rpn_post_nms_top_n_train": 25, "rpn_pre_nms_top_n_test": 25,
+                       "rpn_post_nms_top_n_test": 10, "box_batch_size_per_image": 16, "rpn_batch_size_per_image": 16},
+        },
+        "data": {"train_split": "train", "val_split": "val", "batch_size": 2, "workers": 0, "min_size": 64,
+                 "max_size": 80},
+        "train": {"epochs": 1, "log_every": 1},
+        "optim": {"lr": 0.01, "reference_batch": 2},
+        "schedule": {"kind": "constant", "milestones": []},
+        "eval": {"iou_types": ["bbox"]},
+    }  # fmt: skip
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    detection.main(
+        ["--config", str(path), "--data", str(root), "--out", str(out), "--device", "cpu"], paper="group_norm"
+    )
+    (record,) = json.loads((out / "summary.json").read_text())["metrics"]["expected"]
+    assert record["confidence"] == box["confidence"]  # from published.yaml, not the config's "paper" tag
+    assert record["status"] == ("target" if box["confidence"] in ("paper", "repo") else "unverified")
