@@ -81,3 +81,22 @@ def train_straight_and_resumed(
         assert torch.equal(value, b["model"][key]), key
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
     return straight, resumed, a["history"]
+
+
+def checked_row_config(path: Path, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`task_config` of a paper-row config, checked to name its paper, row and published entries."""
+    paper = path.parents[2].name
+    cfg = task_config(path, defaults)
+    assert cfg["paper"] == paper and cfg["name"] and cfg["paper_ref"]
+    check_published(cfg, paper)
+    return cfg
+
+
+def user_error(call: Any, capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``call()``, which must fail with a user error: an exception with the message (e.g. a
+    ``DataError``), or the command line's printed ``error: ...`` paragraph and ``SystemExit``. Returns
+    the message with its line breaks folded."""
+    with pytest.raises((Exception, SystemExit)) as info:  # either form of the same user error
+        call()
+    text = capsys.readouterr().err if isinstance(info.value, SystemExit) else str(info.value)
+    return " ".join(text.split())

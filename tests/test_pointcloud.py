@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from dense_helpers import REPO, check_published, task_config, train_straight_and_resumed
+from dense_helpers import REPO, checked_row_config, train_straight_and_resumed, user_error
 from fixtures.pointcloud import SOLIDS, make_modelnet40
 from torch import nn
 
@@ -163,9 +163,7 @@ def test_train_evaluate_and_resume_exactly(modelnet, tmp_path, monkeypatch):
 def test_missing_dataset_fails_before_the_run_starts(tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
-    with pytest.raises((DataError, SystemExit)) as info:  # the command line turns DataError into "error: ..."
-        _run(config, tmp_path / "nowhere", tmp_path / "out")
-    message = " ".join((str(info.value) if isinstance(info.value, DataError) else capsys.readouterr().err).split())
+    message = user_error(lambda: _run(config, tmp_path / "nowhere", tmp_path / "out"), capsys)
     assert "does not exist" in message and "--data" in message
     assert not (tmp_path / "out").exists()
 
@@ -174,10 +172,7 @@ def test_missing_dataset_fails_before_the_run_starts(tmp_path, capsys):
     "path", sorted((REPO / "reproductions").glob("*/configs/pointcloud/[!_]*.yaml")), ids=lambda p: p.stem
 )
 def test_every_pointcloud_config_loads_and_names_its_published_row(path):
-    paper = path.parents[2].name
-    cfg = task_config(path, pc.POINTCLOUD_DEFAULTS)
-    assert cfg["paper"] == paper and cfg["name"] and cfg["paper_ref"]
-    check_published(cfg, paper)
+    cfg = checked_row_config(path, pc.POINTCLOUD_DEFAULTS)
     model = cfg["model"]
     assert model["k"] == 20 and cfg["data"]["num_points"] == 1024 and model["ws"] == path.stem.endswith("_ws")
     build = pc.build_dgcnn(model, 40)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from dense_helpers import REPO, check_published, task_config, train_straight_and_resumed
+from dense_helpers import REPO, checked_row_config, train_straight_and_resumed, user_error
 from fixtures.video import CLASSES, make_something_v1, make_something_v2
 from torch import nn
 
@@ -208,9 +208,7 @@ def test_frame_folders_train_and_evaluate_with_clips_and_crops(v1_root, tmp_path
 def test_missing_dataset_fails_before_the_run_starts(tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
-    with pytest.raises((DataError, SystemExit)) as info:  # the command line turns DataError into "error: ..."
-        _run(config, tmp_path / "nowhere", tmp_path / "out")
-    message = " ".join((str(info.value) if isinstance(info.value, DataError) else capsys.readouterr().err).split())
+    message = user_error(lambda: _run(config, tmp_path / "nowhere", tmp_path / "out"), capsys)
     assert "does not exist" in message and "--data" in message
     assert not (tmp_path / "out").exists()
 
@@ -219,10 +217,7 @@ def test_missing_dataset_fails_before_the_run_starts(tmp_path, capsys):
     "path", sorted((REPO / "reproductions").glob("*/configs/video/[!_]*.yaml")), ids=lambda p: p.stem
 )
 def test_every_video_config_loads_and_names_its_published_row(path):
-    paper = path.parents[2].name
-    cfg = task_config(path, video.VIDEO_DEFAULTS)
-    assert cfg["paper"] == paper and cfg["name"] and cfg["paper_ref"]
-    check_published(cfg, paper)
+    cfg = checked_row_config(path, video.VIDEO_DEFAULTS)
     model = cfg["model"]
     assert model["backbone"] == "resnet50" and model["num_segments"] == 8 and model["shift_div"] == 8
     assert cfg["optim"]["lr"] * 8 * cfg["data"]["batch_size"] / cfg["optim"]["reference_batch"] == 0.01
