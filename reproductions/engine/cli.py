@@ -18,7 +18,7 @@ from reproductions.engine import config as config_mod
 from reproductions.engine.optim import OPTIMIZERS
 from reproductions.engine.precision import AMP_CHOICES
 from reproductions.engine.schedules import KINDS as SCHEDULE_KINDS
-from reproductions.engine.schema import Spec, boolean, choice, integer, number, numbers, string
+from reproductions.engine.schema import Spec, boolean, choice, integer, keyword_specs, number, numbers, string
 
 __all__ = [
     "ENGINE_DEFAULTS",
@@ -221,7 +221,7 @@ def config_from_args(
         defaults,
         [*flags, *args.set],
         free=free,
-        schema={**ENGINE_SCHEMA, **(schema or {})},
+        schema={**ENGINE_SCHEMA, **keyword_specs(defaults), **(schema or {})},
         override_sources=[*sources, *(f"--set {item}" for item in args.set)],
     )
 

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "NORM_KWARGS",
     "Spec",
     "boolean",
     "choice",
     "infer_spec",
     "integer",
+    "keyword_specs",
     "lookup",
     "number",
     "numbers",
@@ -262,3 +264,26 @@ def _origin(key: str, origins: Mapping[str, str]) -> str | None:
         if where:
             return where
     return None
+
+
+NORM_KWARGS: dict[str, Spec] = {
+    "num_groups": integer(1, nullable=True, hint="GN/BCN: a whole number of groups that divides the channels"),
+    "group_size": integer(1, nullable=True, hint="GN: a whole number of channels per group"),
+    "eps": number(0, low_open=True, hint="the small constant added to the variance"),
+    "momentum": number(0, 1, nullable=True, hint="running-statistics momentum; null = cumulative average"),
+    "virtual_devices": integer(1),
+    "affine": boolean(),
+    "track_running_stats": boolean(),
+}
+"""Types and ranges of the normalization-layer arguments a config may give in ``model.norm_kwargs`` (and
+every other ``*norm_kwargs`` mapping); other arguments go to the layer unchecked."""
+
+
+def keyword_specs(
+    defaults: Mapping[str, Any], suffix: str = "norm_kwargs", specs: Mapping[str, Spec] = NORM_KWARGS
+) -> dict[str, Spec]:
+    """Dotted-key specs (``model.norm_kwargs.num_groups``, ...) for the arguments of every mapping in
+    ``defaults`` whose key ends in ``suffix``: keyword-argument mappings are free-form, but the arguments
+    that ``specs`` knows are still checked before anything is built."""
+    keys = [key for key in _leaves(defaults) if key.endswith(suffix)]
+    return {f"{key}.{name}": spec for key in keys for name, spec in specs.items()}
