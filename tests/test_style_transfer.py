@@ -174,3 +174,13 @@ def test_style_configs_load_and_follow_texture_nets():
             assert cfg["loss"]["style_layers"] == ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
             assert cfg["optim"]["name"] == "adam" and cfg["optim"]["lr"] == 0.001 and cfg["data"]["batch_size"] == 1
         sty.build_generator(cfg["model"])  # every arch/norm builds
+
+
+def test_stylize_with_a_missing_checkpoint_names_its_own_flag(tmp_path, capsys):
+    """Issue 12: the error named --resume, a flag that stylize does not have, under a traceback."""
+    (tmp_path / "run").mkdir()  # a run folder without its checkpoint
+    with pytest.raises(SystemExit) as exit_:
+        sty.main_stylize(["--checkpoint", str(tmp_path / "run"), "--input", str(tmp_path), "--out", str(tmp_path)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_.value.code == 2 and err.startswith("error: --checkpoint ") and "Traceback" not in err
+    assert "--resume" not in err and str(tmp_path / "run" / "checkpoint.pt") in err

@@ -55,6 +55,7 @@ from reproductions.engine import atomic
 from reproductions.engine import checkpoint as ckpt
 from reproductions.engine.distributed import get_env, print0, unwrap_model
 from reproductions.engine.entry import RunContext, Task, TaskParts, last_results, run_task
+from reproductions.errors import run_cli
 from reproductions.tasks.classification.data import IMAGE_EXTENSIONS, DataError, _load_image
 from reproductions.tasks.pretrained import read_state_dict
 from reproductions.tasks.stylization.losses import (
@@ -418,7 +419,12 @@ STYLIZATION = Task(
 # --------------------------------------------------------------------------------------------------
 def main_stylize(argv: Sequence[str] | None = None) -> list[Path]:
     """``stylize``: apply a trained generator to an image or a folder; writes one PNG per input and a grid
-    (inputs above, outputs below). Returns the written paths."""
+    (inputs above, outputs below). Returns the written paths. A user error (a missing checkpoint or input)
+    is one ``error:`` paragraph and exit status 2 (``--debug``: the traceback)."""
+    return run_cli(_stylize, argv)
+
+
+def _stylize(argv: Sequence[str]) -> list[Path]:
     parser = argparse.ArgumentParser(description="Stylize images with a generator trained by train_style")
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pt of a train_style run (or its folder)")
     parser.add_argument("--input", required=True, help="an image or a folder of images")
@@ -427,11 +433,14 @@ def main_stylize(argv: Sequence[str] | None = None) -> list[Path]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--trusted-checkpoint", action="store_true", help="load a full pickle (weights_only=False)")
     args = parser.parse_args(argv)
-    path = ckpt.resolve_resume(args.checkpoint, Path(args.checkpoint).parent)
+    path = ckpt.resolve_resume(args.checkpoint, Path(args.checkpoint).parent, flag="--checkpoint")
     state = ckpt.load_checkpoint(path, trusted=args.trusted_checkpoint)
     cfg = state.get("config") or {}
     if "model" not in cfg or "loss" not in cfg:
-        raise ValueError(f"{path} is not a train_style checkpoint (its config has no model/loss section)")
+        raise ckpt.CheckpointError(
+            f"{path} is not a train_style checkpoint (its config has no model/loss section); pass --checkpoint "
+            f"with the checkpoint.pt (or the run folder) of a train_style run"
+        )
     generator = build_generator(cfg["model"])
     generator.load_state_dict(state["model"])
     device = torch.device(args.device)
