@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from normcore.batchnorm import BatchNorm, FrozenBatchNorm, SyncBatchNorm
 from normcore.bcn import BatchChannelNorm, EstimatedBatchNorm
@@ -31,12 +32,16 @@ from normcore.normprop import NormPropConv2d
 from normcore.ws import WSConv1d, WSConv2d, WSConv3d
 
 __all__ = [
+    "NormInfo",
     "NormSpec",
     "available_convs",
     "available_norms",
     "build_conv",
     "build_norm",
+    "canonical_name",
     "conv_layer",
+    "module_uses_batch_statistics",
+    "norm_info",
     "norm_layer",
     "register_conv",
     "register_norm",
@@ -47,12 +52,60 @@ NormSpec = str | Mapping[str, Any] | Callable[..., nn.Module] | None
 also works, as in mmcv), a class or callable ``num_channels -> Module``, or ``None`` (no norm)."""
 
 
+def canonical_name(name: str) -> str:
+    """The lookup key of a registry name: lower case, without ``_``, ``-`` and spaces."""
+    return "".join(ch for ch in name.lower() if ch not in "_- ")
+
+
+@dataclass(frozen=True)
+class NormInfo:
+    """What a training loop needs to know about a norm, so that nothing outside the registry re-derives
+    it from names (:func:`norm_info`)."""
+
+    name: str
+    """Canonical registry name (``"bn"``, ``"gn"``, ``"bcn"``, ...)."""
+    uses_batch_statistics: bool
+    """Normalizes with the statistics of the current (per-device) batch in training: ``bn``,
+    ``sync_bn``, and ``bcn`` unless ``estimate=True``. These take ``virtual_devices``."""
+    batch_dependent: bool
+    """A training step depends on how the batch is split into micro-batches: ``bn``, ``sync_bn``,
+    ``bcn`` (also with ``estimate=True``, whose estimated BN updates from each micro-batch, WS paper
+    §5) and ``est_bn``."""
+
+
+BatchFlag = bool | Callable[[Mapping[str, Any]], bool]
+"""A :class:`NormInfo` flag of a registered norm: a constant, or a function of the layer's kwargs."""
+
+
 @dataclass(frozen=True)
 class _Entry:
     name: str
     factory: Callable[..., nn.Module]
     aliases: tuple[str, ...]
     summary: str
+    uses_batch_statistics: BatchFlag = False
+    batch_dependent: BatchFlag = False
+
+    def info(self, kwargs: Mapping[str, Any]) -> NormInfo:
+        def flag(f: BatchFlag) -> bool:
+            return bool(f(kwargs)) if callable(f) else f
+
+        return NormInfo(self.name, flag(self.uses_batch_statistics), flag(self.batch_dependent))
+
+
+_FOREIGN_NAMES: dict[str, str] = {
+    "layernorm2d": "timm's LayerNorm2d (and ConvNeXt's) normalizes each position over the channels only; "
+    "normcore has no such layer. normcore 'ln' normalizes over all of (C, H, W) (GN paper's LN, timm's "
+    "'groupnorm1'); 'feature_ln' over the last dimension (LN paper, timm's 'layernorm')",
+    "layernorm3d": "timm's LayerNorm3d normalizes each position over the channels only; normcore has no such "
+    "layer ('ln' normalizes over all of (C, *), 'feature_ln' over the last dimension)",
+    "rmsnorm": "RMSNorm is none of the six papers' methods; use torch.nn.RMSNorm",
+    "rmsnorm2d": "RMSNorm is none of the six papers' methods; use torch.nn.RMSNorm on permuted input",
+    "simplenorm": "timm's SimpleNorm (RMSNorm without mean) is none of the six papers' methods",
+    "simplenorm2d": "timm's SimpleNorm2d is none of the six papers' methods",
+}
+"""Names other libraries use for norms that normcore does not have or names differently: the registry
+answers them with what they mean and the nearest normcore name, instead of a bare "unknown"."""
 
 
 class _Registry:
@@ -61,12 +114,9 @@ class _Registry:
         self.entries: dict[str, _Entry] = {}
         self.lookup: dict[str, str] = {}
 
-    @staticmethod
-    def canonical(name: str) -> str:
-        return "".join(ch for ch in name.lower() if ch not in "_- ")
-
-    def add(self, name: str, factory: Callable[..., nn.Module], aliases: Iterable[str], summary: str, force: bool):
-        keys = [self.canonical(name), *(self.canonical(a) for a in aliases)]
+    def add(self, entry: _Entry, force: bool) -> None:
+        name, aliases = entry.name, entry.aliases
+        keys = [canonical_name(name), *(canonical_name(a) for a in aliases)]
         for key in keys:
             owner = self.lookup.get(key)
             if owner is not None and not force:
@@ -76,15 +126,18 @@ class _Registry:
         self.entries.pop(name, None)
         for key in [k for k, owner in self.lookup.items() if owner == name]:
             del self.lookup[key]  # a replaced entry's old aliases must not point at the new factory
-        self.entries[name] = _Entry(name, factory, tuple(aliases), summary)
+        self.entries[name] = entry
         for key in keys:
             self.lookup[key] = name
 
     def get(self, name: str) -> _Entry:
-        key = self.canonical(name)
+        key = canonical_name(name)
         if key not in self.lookup:
-            close = difflib.get_close_matches(key, list(self.lookup), n=3)
-            hint = f" Did you mean {', '.join(repr(self.lookup[c]) for c in close)}?" if close else ""
+            foreign = _FOREIGN_NAMES.get(key, "") if self.kind == "norm" else ""
+            close = dict.fromkeys(self.lookup[c] for c in difflib.get_close_matches(key, list(self.lookup), n=6))
+            hint = f" {foreign}." if foreign else ""
+            if close and not foreign:
+                hint = f" Did you mean {', '.join(repr(c) for c in list(close)[:3])}?"
             aliases = "; ".join(f"{e.name}: {', '.join(e.aliases)}" for e in self.entries.values() if e.aliases)
             raise KeyError(
                 f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(sorted(self.entries))}. "
@@ -115,12 +168,18 @@ def register_norm(
     aliases: Iterable[str] = (),
     summary: str = "",
     force: bool = False,
+    uses_batch_statistics: BatchFlag = False,
+    batch_dependent: BatchFlag | None = None,
 ):
     """Register a norm ``factory(num_channels, **kw) -> Module`` under ``name`` (and ``aliases``).
-    Usable as a decorator: ``@register_norm("my_norm")``."""
+    Usable as a decorator: ``@register_norm("my_norm")``. ``uses_batch_statistics`` and
+    ``batch_dependent`` (default: the same as ``uses_batch_statistics``) are what :func:`norm_info`
+    reports: constants, or functions of the layer's keyword arguments."""
 
     def deco(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _NORMS.add(name, f, tuple(aliases), summary or (f.__doc__ or "").strip().split("\n")[0], force)
+        doc = summary or (f.__doc__ or "").strip().split("\n")[0]
+        dependent = uses_batch_statistics if batch_dependent is None else batch_dependent
+        _NORMS.add(_Entry(name, f, tuple(aliases), doc, uses_batch_statistics, dependent), force)
         return f
 
     return deco if factory is None else deco(factory)
@@ -137,7 +196,7 @@ def register_conv(
     """Register a conv ``factory(in_channels, out_channels, kernel_size, *, dim, **kw) -> Module``."""
 
     def deco(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _CONVS.add(name, f, tuple(aliases), summary or (f.__doc__ or "").strip().split("\n")[0], force)
+        _CONVS.add(_Entry(name, f, tuple(aliases), summary or (f.__doc__ or "").strip().split("\n")[0]), force)
         return f
 
     return deco if factory is None else deco(factory)
@@ -195,6 +254,42 @@ class _NormLayer:
         return f"norm_layer({self.spec!r}{args})"
 
 
+def norm_info(spec: NormSpec, **norm_kwargs: Any) -> NormInfo | None:
+    """What the norm ``spec`` is, as :class:`NormInfo`: its canonical name and whether it uses batch
+    statistics / depends on the batch split, given the layer's ``norm_kwargs`` (``estimate=True`` makes
+    BCN's batch stage an estimated BN). ``spec`` is what :func:`build_norm` takes: a name or alias
+    (case, ``_`` and ``-`` insensitive), a config dict with ``"name"`` or ``"type"`` (its other keys
+    are kwargs, overridden by ``norm_kwargs``), or ``None`` (``"none"``). A callable gives ``None``
+    (nothing is known about it: build it and ask :func:`module_uses_batch_statistics`); an unknown name
+    raises the registry's ``KeyError``.
+
+    >>> norm_info("BatchChannelNorm", estimate=True)
+    NormInfo(name='bcn', uses_batch_statistics=False, batch_dependent=True)
+    """
+    if spec is None:
+        spec = "none"
+    if isinstance(spec, Mapping):
+        name, norm_kwargs = _split_cfg(spec, norm_kwargs)
+        return norm_info(name, **norm_kwargs)
+    if isinstance(spec, str):
+        return _NORMS.get(spec).info(norm_kwargs)
+    if callable(spec):
+        return None
+    raise TypeError(f"norm_info expects a name, a config dict, a callable or None; got {spec!r}")
+
+
+def module_uses_batch_statistics(module: nn.Module) -> bool:
+    """Whether the built layer ``module`` normalizes with the current batch's statistics when it
+    trains (whatever its mode now): every ``torch.nn.modules.batchnorm._BatchNorm`` (torch's
+    BatchNorm/SyncBatchNorm, normcore's BatchNorm/SyncBatchNorm, timm's BatchNormAct2d), and a
+    :class:`BatchChannelNorm` whose batch stage is one; not :class:`EstimatedBatchNorm` (running
+    estimates), frozen BN, or per-sample norms. Only ``module`` itself is looked at, not its children
+    (``any(map(module_uses_batch_statistics, model.modules()))`` asks it of a model)."""
+    if isinstance(module, BatchChannelNorm):
+        return module_uses_batch_statistics(module.bn)
+    return isinstance(module, _BatchNorm) and not isinstance(module, EstimatedBatchNorm)
+
+
 def build_conv(name_or_cfg: str | Mapping[str, Any] | None, *args: Any, dim: int = 2, **kw: Any) -> nn.Module:
     """Build a convolution: ``build_conv("ws", 64, 128, 3, padding=1)``; ``dim`` picks 1d/2d/3d.
     ``None`` means a plain convolution."""
@@ -242,15 +337,34 @@ def _identity(num_channels: int) -> nn.Module:
     return nn.Identity()
 
 
-register_norm("bn", BatchNorm, aliases=("batchnorm", "batch_norm", "bn1d", "bn2d", "bn3d", "batchnorm2d"))
+def _bcn_uses_batch_statistics(kwargs: Mapping[str, Any]) -> bool:
+    return not kwargs.get("estimate", False)
+
+
+_BN_ALIASES = ("batchnorm", "batch_norm", "bn1d", "bn2d", "bn3d", "batchnorm1d", "batchnorm2d", "batchnorm3d")
+register_norm("bn", BatchNorm, aliases=_BN_ALIASES, uses_batch_statistics=True)
 register_norm("frozen_bn", FrozenBatchNorm, aliases=("frozenbn", "frozen_batchnorm", "frozenbatchnorm2d", "bn*"))
-register_norm("sync_bn", SyncBatchNorm, aliases=("syncbn", "sync_batchnorm", "syncbatchnorm"))
-register_norm("ln", LayerNorm, aliases=("layernorm", "layer_norm", "ln2d"))
+register_norm(
+    "sync_bn", SyncBatchNorm, aliases=("syncbn", "sync_batchnorm", "syncbatchnorm"), uses_batch_statistics=True
+)
+register_norm("ln", LayerNorm, aliases=("layernorm", "layer_norm", "ln2d", "groupnorm1"))
 register_norm("feature_ln", FeatureLayerNorm, aliases=("featurelayernorm", "ln_feature", "seq_ln"))
 register_norm("in", InstanceNorm, aliases=("instancenorm", "instance_norm", "in2d"))
 register_norm("gn", GroupNorm, aliases=("groupnorm", "group_norm"))
-register_norm("bcn", BatchChannelNorm, aliases=("batchchannelnorm", "batch_channel_norm"))
-register_norm("est_bn", EstimatedBatchNorm, aliases=("estbn", "estimated_batchnorm", "estimatedbatchnorm"))
+register_norm(
+    "bcn",
+    BatchChannelNorm,
+    aliases=("batchchannelnorm", "batch_channel_norm"),
+    uses_batch_statistics=_bcn_uses_batch_statistics,
+    batch_dependent=True,
+)
+register_norm(
+    "est_bn",
+    EstimatedBatchNorm,
+    aliases=("estbn", "estimated_batchnorm", "estimatedbatchnorm"),
+    uses_batch_statistics=False,
+    batch_dependent=True,
+)
 register_norm("none", _identity, aliases=("identity", "null", "no_norm"))
 
 _PLAIN = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}

@@ -156,3 +156,86 @@ def test_register_conv_needs_force_for_duplicates(restore_registry):
         nc.register_conv("ws", nc.WSConv2d)
     nc.register_conv("my_ws", lambda *a, dim=2, **kw: nc.WSConv2d(*a, variant="biased", **kw))
     assert nc.build_conv("myws", 3, 4, 3).variant == "biased"
+
+
+# --------------------------------------------------------------------------------------------------
+# NormInfo: what reproductions need to know about a norm
+# --------------------------------------------------------------------------------------------------
+EXPECTED_INFO = {  # name: (uses_batch_statistics, batch_dependent)
+    "bn": (True, True),
+    "sync_bn": (True, True),
+    "bcn": (True, True),
+    "est_bn": (False, True),
+    "frozen_bn": (False, False),
+    "ln": (False, False),
+    "feature_ln": (False, False),
+    "in": (False, False),
+    "gn": (False, False),
+    "none": (False, False),
+}
+
+
+def test_norm_info_of_every_registered_norm():
+    assert set(EXPECTED_INFO) == set(nc.available_norms())
+    for name, (uses, dependent) in EXPECTED_INFO.items():
+        assert nc.norm_info(name) == nc.NormInfo(name, uses, dependent)
+    # BCN's estimated batch stage normalizes with running estimates, but still updates them per micro-batch
+    assert nc.norm_info("bcn", estimate=True) == nc.NormInfo("bcn", False, True)
+
+
+def test_norm_info_takes_what_build_norm_takes():
+    assert nc.norm_info("Batch-Channel_Norm", estimate=True).name == "bcn"
+    assert nc.norm_info({"type": "BCN", "estimate": True}) == nc.NormInfo("bcn", False, True)
+    assert nc.norm_info({"name": "bcn", "estimate": True}, estimate=False).uses_batch_statistics  # kwargs win
+    assert nc.norm_info(None) == nc.NormInfo("none", False, False)
+    assert nc.norm_info("SyncBN").name == "sync_bn"
+    assert nc.norm_info(nn.BatchNorm2d) is None  # a callable: nothing is known
+    with pytest.raises(KeyError, match="unknown norm 'bnn'"):
+        nc.norm_info("bnn")
+
+
+def test_registered_norms_declare_their_batch_flags(restore_registry):
+    nc.register_norm("my_bn", nc.BatchNorm, uses_batch_statistics=True)
+    nc.register_norm("my_est", nc.EstimatedBatchNorm, batch_dependent=True)
+    nc.register_norm("my_ln", nc.LayerNorm)
+    assert nc.norm_info("my_bn") == nc.NormInfo("my_bn", True, True)
+    assert nc.norm_info("my_est") == nc.NormInfo("my_est", False, True)
+    assert nc.norm_info("my_ln") == nc.NormInfo("my_ln", False, False)
+
+
+def test_module_uses_batch_statistics_of_built_layers():
+    uses = [nc.BatchNorm(4), nc.SyncBatchNorm(4), nn.BatchNorm2d(4), nn.SyncBatchNorm(4), nc.BatchChannelNorm(4, 2)]
+    uses += [nn.BatchNorm1d(4, track_running_stats=False), nc.BatchNorm(4).eval()]  # in training semantics
+    per_sample = [nc.EstimatedBatchNorm(4), nc.BatchChannelNorm(4, 2, estimate=True), nc.FrozenBatchNorm(4)]
+    per_sample += [nc.GroupNorm(4, 2), nc.LayerNorm(4), nc.InstanceNorm(4), nn.GroupNorm(2, 4), nn.Identity()]
+    per_sample += [torchvision.ops.FrozenBatchNorm2d(4)]
+    assert all(nc.module_uses_batch_statistics(m) for m in uses)
+    assert not any(nc.module_uses_batch_statistics(m) for m in per_sample)
+    # the built module agrees with norm_info of the name that built it
+    for name in nc.available_norms():
+        built = nc.build_norm(name, 4, **({"num_groups": 2} if name in ("gn", "bcn") else {}))
+        assert nc.module_uses_batch_statistics(built) == nc.norm_info(name).uses_batch_statistics, name
+
+
+# --------------------------------------------------------------------------------------------------
+# other libraries' names (issue 11, item 10)
+# --------------------------------------------------------------------------------------------------
+def test_timm_norm_names_are_known_or_explained():
+    """timm's ``create_norm_layer`` names: the ones that mean a normcore layer build it; the ones that
+    mean something normcore does not have say so (instead of 'unknown', or silently another layer)."""
+    assert type(nc.build_norm("batchnorm1d", 4)) is nc.BatchNorm
+    assert type(nc.build_norm("batchnorm3d", 4)) is nc.BatchNorm
+    assert type(nc.build_norm("groupnorm1", 4)) is nc.LayerNorm  # timm GroupNorm1 = GN with one group
+    assert type(nc.build_norm("frozenbatchnorm2d", 4)) is nc.FrozenBatchNorm
+    with pytest.raises(KeyError, match="over the channels only; normcore has no such layer"):
+        nc.build_norm("layernorm2d", 4)
+    with pytest.raises(KeyError, match=r"torch\.nn\.RMSNorm"):
+        nc.build_norm("rmsnorm", 4)
+
+
+def test_unknown_name_suggests_each_name_once():
+    with pytest.raises(KeyError) as err:
+        nc.build_norm("batchnrm", 4)
+    hint = str(err.value).split("Did you mean ")[1].split("?")[0]
+    names = [h.strip(" '") for h in hint.split(",")]
+    assert len(names) == len(set(names)), hint

@@ -45,7 +45,7 @@ from torch import nn
 
 from normcore.models.common import ConvNormAct, init_conv_he, make_norm_layer, reset_norm_affine
 from normcore.normprop import NormPropConv2d, NormPropInputNorm, NormPropReLU
-from normcore.registry import NormSpec
+from normcore.registry import NormSpec, canonical_name
 
 __all__ = ["NIN", "nin"]
 
@@ -110,7 +110,7 @@ def nin(
     """
     if width < 2:
         raise ValueError(f"nin: width must be >= 2, got {width}")
-    normprop = isinstance(norm, str) and "".join(ch for ch in norm.lower() if ch not in "_- ") == "normprop"
+    normprop = isinstance(norm, str) and canonical_name(norm) == "normprop"
     if normprop and norm_kwargs:
         raise ValueError("nin(norm='normprop') takes no norm_kwargs: NormProp has no norm layer to configure")
     act: Callable[[], nn.Module] = NormPropReLU if normprop else nn.ReLU
