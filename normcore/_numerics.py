@@ -314,9 +314,11 @@ class _WeightStandardize(torch.autograd.Function):
 
 def standardize_weight(w: torch.Tensor, formula: WSFormula, eps: float) -> torch.Tensor:
     """The standardized weight: through :class:`_WeightStandardize` in eager mode when a gradient is
-    needed; under ``torch.compile`` the plain formula is traced instead and autograd differentiates it
+    needed; under ``torch.compile`` (and ``torch.jit.trace``) the plain formula is traced instead and
+    autograd differentiates it
     (the compiler fuses its small kernels; torch 2.11's dynamo failed on the custom Function inside a
     ResNet with an AssertionError in ``handle_saved_tensors_wiring``)."""
-    if torch.is_grad_enabled() and w.requires_grad and not torch.compiler.is_compiling():
+    traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
+    if torch.is_grad_enabled() and w.requires_grad and not traced:
         return _WeightStandardize.apply(w, formula, eps)[0]
     return _standardize(w, formula, eps)[0]

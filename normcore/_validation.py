@@ -132,3 +132,19 @@ def check_group_values(x: torch.Tensor, layer: str, num_channels: int, num_group
             f"{tuple(x.shape)}: each group holds a single value, which normalizes to 0 whatever it is "
             f"(pytorch/pytorch#19250). Use fewer groups (e.g. num_groups=1, LayerNorm) for 1x1 features."
         )
+
+
+class NotScriptable:
+    """Mixin for normcore modules: ``torch.jit.script`` stops with an error that says what to use instead.
+
+    The layers check their inputs in Python and dispatch on dtype, device and memory format, which
+    TorchScript cannot compile; ``torch.export.export`` and ``torch.jit.trace`` record the operations
+    that actually run, and both are tested on every layer (tests/test_normcore_export.py)."""
+
+    def __prepare_scriptable__(self):  # called by torch.jit.script on every submodule
+        raise RuntimeError(
+            f"torch.jit.script does not compile normcore's {type(self).__name__}: its input checks and "
+            f"dtype/device dispatch are Python. Export with torch.export.export(model, (example_input,)) or "
+            f"torch.jit.trace(model, example_input) instead (for WS convs, normcore.fold_weight_standardization "
+            f"first gives plain convolutions)."
+        )

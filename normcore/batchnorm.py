@@ -19,6 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from normcore import functional as Fn
 from normcore._validation import (
     LOW_PRECISION,
+    NotScriptable,
     check_batch_stats_size,
     check_channels,
     check_float,
@@ -72,7 +73,7 @@ def _batch_norm_forward(
     )
 
 
-class BatchNorm(_BatchNorm):
+class BatchNorm(NotScriptable, _BatchNorm):
     r"""Batch normalization over ``(N, C, *)`` input of any rank (BN paper, Algorithm 1):
 
     .. math:: y = \gamma \frac{x - \mu_B}{\sqrt{\sigma_B^2 + \epsilon}} + \beta
@@ -97,6 +98,11 @@ class BatchNorm(_BatchNorm):
         correction: the variance that normalizes in training: 0 (default) the biased batch variance
             of BN Algorithm 1 (native kernel); 1 the unbiased one, the BN the LN paper compares
             against at small batch (LN §6.6). Eval mode and running statistics are unaffected.
+        bias: with ``affine``, learn :math:`\beta` too (default); ``bias=False`` keeps only
+            :math:`\gamma`, as ``nn.BatchNorm2d(..., bias=False)``.
+
+    Reference formula: :func:`normcore.reference.batch_norm_train` / ``batch_norm_eval`` /
+    ``running_stats_update``.
     """
 
     def __init__(
@@ -110,10 +116,11 @@ class BatchNorm(_BatchNorm):
         correction: int = 0,
         virtual_devices: int = 1,
         virtual_running_stats: str = "mean",
+        bias: bool = True,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        super().__init__(num_channels, eps, momentum, affine, track_running_stats, device, dtype)
+        super().__init__(num_channels, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
         if virtual_devices < 1:
             raise ValueError(f"BatchNorm: virtual_devices must be >= 1, got {virtual_devices}")
         if virtual_running_stats not in ("mean", "first"):
@@ -151,7 +158,7 @@ class BatchNorm(_BatchNorm):
         return s
 
 
-class FrozenBatchNorm(nn.Module):
+class FrozenBatchNorm(NotScriptable, nn.Module):
     r"""Batch normalization with fixed statistics and affine parameters (the GN paper's BN\*, §4.2:
     "BN is frozen ... it becomes a linear layer"):
 
@@ -162,6 +169,19 @@ class FrozenBatchNorm(nn.Module):
     native kernel), unlike torchvision's ``FrozenBatchNorm2d``, which multiplies by a precomputed
     scale. ``eps`` defaults to 1e-5; ``eps=0`` reproduces torchvision's pre-0.6 behaviour
     (pytorch/vision#2169) and warns, since a zero variance then gives inf/NaN.
+
+    A fresh layer is the identity: ``running_var`` starts at ``1 - eps``, as detectron2's
+    ``FrozenBatchNorm2d`` (torchvision's starts at 1, which scales by :math:`1/\sqrt{1 + \epsilon}`).
+    A frozen layer is a fixed linear map, and one whose statistics were never loaded should not
+    change its input; loaded statistics overwrite the buffer, so the bit-identity with
+    ``BatchNorm2d.eval()`` holds for every loaded state.
+
+    Caffe2/Detectron checkpoints store a frozen BN as an affine channel, ``weight`` and ``bias`` only
+    (detectron2 loads them the same way): when both running statistics are absent from an entry,
+    loading fills them with mean 0 and variance ``1 - eps``, so the layer computes exactly
+    :math:`y = \gamma x + \beta`, Caffe2's ``AffineChannel``.
+
+    Reference formula: :func:`normcore.reference.batch_norm_eval`.
     """
 
     def __init__(self, num_channels: int, *, eps: float = 1e-5, device: Any = None) -> None:
@@ -177,7 +197,7 @@ class FrozenBatchNorm(nn.Module):
         self.register_buffer("weight", torch.ones(num_channels, device=device))
         self.register_buffer("bias", torch.zeros(num_channels, device=device))
         self.register_buffer("running_mean", torch.zeros(num_channels, device=device))
-        self.register_buffer("running_var", torch.ones(num_channels, device=device))
+        self.register_buffer("running_var", torch.full((num_channels,), 1.0 - eps, device=device))
 
     @property
     def num_channels(self) -> int:
@@ -185,7 +205,16 @@ class FrozenBatchNorm(nn.Module):
 
     @classmethod
     def from_batchnorm(cls, bn: nn.Module) -> FrozenBatchNorm:
-        """A frozen copy of a (trained) batch-norm layer: its affine parameters and running stats."""
+        """A frozen copy of a (trained) batch-norm layer: its affine parameters and running stats.
+        ``bn`` must have running statistics (a BN with ``track_running_stats=False`` normalizes with
+        batch statistics even in eval mode, so there is nothing to freeze them to)."""
+        if getattr(bn, "running_mean", None) is None or getattr(bn, "running_var", None) is None:
+            raise ValueError(
+                f"FrozenBatchNorm.from_batchnorm: {type(bn).__name__} has no running statistics "
+                f"(track_running_stats=False), so it has nothing to freeze to; it always normalizes with the "
+                f"current batch. Keep it and stop its affine training (normcore.freeze_norms does), or train "
+                f"it with track_running_stats=True."
+            )
         frozen = cls(bn.num_features, eps=bn.eps, device=bn.running_mean.device)
         with torch.no_grad():
             if getattr(bn, "weight", None) is not None:
@@ -200,6 +229,11 @@ class FrozenBatchNorm(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors):
         # A BatchNorm checkpoint has num_batches_tracked, which a frozen layer does not need.
         state_dict.pop(prefix + "num_batches_tracked", None)
+        stats = (prefix + "running_mean", prefix + "running_var")
+        if prefix + "weight" in state_dict and not any(k in state_dict for k in stats):
+            # Caffe2 AffineChannel (weight and bias only): the statistics of the identity normalization.
+            state_dict[stats[0]] = torch.zeros_like(self.running_mean)
+            state_dict[stats[1]] = torch.full_like(self.running_var, 1.0 - self.eps)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors)
 
     def _apply(self, fn, recurse=True):  # type: ignore[override]
@@ -272,6 +306,7 @@ class SyncBatchNorm(BatchNorm):
         affine: bool = True,
         track_running_stats: bool = True,
         process_group: Any = None,
+        bias: bool = True,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
@@ -281,6 +316,7 @@ class SyncBatchNorm(BatchNorm):
             momentum=momentum,
             affine=affine,
             track_running_stats=track_running_stats,
+            bias=bias,
             device=device,
             dtype=dtype,
         )
@@ -331,7 +367,9 @@ class SyncBatchNorm(BatchNorm):
         view = (1, c) + (1,) * (x.dim() - 2)
         out = (xf - g_mean.view(view)) * torch.rsqrt(g_var.view(view) + self.eps)
         if self.weight is not None:
-            out = out * self.weight.to(xf.dtype).view(view) + self.bias.to(xf.dtype).view(view)
+            out = out * self.weight.to(xf.dtype).view(view)
+        if self.bias is not None:
+            out = out + self.bias.to(xf.dtype).view(view)
         if self.track_running_stats and self.running_mean is not None:
             self.num_batches_tracked.add_(1)
             m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum

@@ -24,15 +24,23 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from normcore import functional as Fn
-from normcore._validation import check_channels, check_float, check_group_values, check_rank, resolve_groups
+from normcore._validation import (
+    NotScriptable,
+    check_channels,
+    check_float,
+    check_group_values,
+    check_rank,
+    resolve_groups,
+)
 from normcore.batchnorm import BatchNorm, _keep_stats_fp32
 
 __all__ = ["BatchChannelNorm", "EstimatedBatchNorm"]
 
 
-class EstimatedBatchNorm(nn.Module):
+class EstimatedBatchNorm(NotScriptable, _BatchNorm):
     r"""Estimated batch normalization (the official ``EstBN``): normalizes with running estimates of
     the mean and variance in training *and* eval,
 
@@ -43,6 +51,14 @@ class EstimatedBatchNorm(nn.Module):
     :math:`\hat\sigma^2 \leftarrow (1-s)\hat\sigma^2 + s E_B[(x - \hat\mu_{old})^2]` (biased, centred on
     the estimate before its update, as the official code). See the module docstring for the moving-speed
     default. Change the speed with :meth:`set_moving_speed` (e.g. from a schedule).
+    Reference formula: :func:`normcore.reference.estimated_batch_norm`.
+
+    A subclass of ``torch.nn.modules.batchnorm._BatchNorm`` (same state-dict keys as the official
+    ``EstBN``), so other libraries' ``isinstance`` checks (mmcv's ``is_norm``, mmengine's
+    ``norm_decay_mult``) see a batch norm; ``momentum`` is ``None``: the speed is the
+    ``estbn_moving_speed`` buffer. Note that ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` converts
+    every ``_BatchNorm``, this one included, into a plain SyncBatchNorm; normcore's own conversions
+    do not touch it.
     """
 
     def __init__(
@@ -54,19 +70,7 @@ class EstimatedBatchNorm(nn.Module):
         affine: bool = True,
         device: Any = None,
     ) -> None:
-        super().__init__()
-        self.num_features = num_channels
-        self.eps = eps
-        self.affine = affine
-        if affine:
-            self.weight = nn.Parameter(torch.ones(num_channels, device=device))
-            self.bias = nn.Parameter(torch.zeros(num_channels, device=device))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        self.register_buffer("running_mean", torch.zeros(num_channels, device=device))
-        self.register_buffer("running_var", torch.ones(num_channels, device=device))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+        super().__init__(num_channels, eps, None, affine, True, device)
         self.register_buffer("estbn_moving_speed", torch.full((1,), float(moving_speed), device=device))
         self._speed_checked = False
 
@@ -114,7 +118,7 @@ class EstimatedBatchNorm(nn.Module):
         return f"{self.num_features}, eps={self.eps}, moving_speed={float(self.estbn_moving_speed):g}"
 
 
-class BatchChannelNorm(nn.Module):
+class BatchChannelNorm(NotScriptable, nn.GroupNorm):
     r"""Batch-Channel Normalization (WS/BCN paper §5; official ``BCNorm``): a batch-normalization stage
     with per-channel affine, then a channel stage that normalizes each sample's groups of C/G channels
     and applies a **per-group** affine (official parameter shape ``(1, G, 1)``):
@@ -134,8 +138,15 @@ class BatchChannelNorm(nn.Module):
         virtual_devices, virtual_running_stats: per-slice batch statistics in the BN stage, see
             :class:`normcore.BatchNorm`.
 
-    State-dict layout is the official one (``bn.*``, ``weight``/``bias`` of shape ``(1, G, 1)``), so
-    the official BCN checkpoints load directly.
+    State-dict layout is the official README's (``bn.*``, ``weight``/``bias`` of shape ``(1, G, 1)``).
+    The official ImageNet models (``rn50_bcn_ws.pth``, ...) and the DeepLab ``PBCNorm`` name the batch
+    stage ``pbn``: those keys load into ``bn`` (see :func:`normcore.load_checkpoint_into` for the
+    ``module.`` prefix and ``state_dict`` wrapper of the official files).
+
+    A subclass of ``torch.nn.GroupNorm`` (the official ImageNet code calls this layer ``GN``), so
+    other libraries' ``isinstance`` checks (mmcv's ``is_norm``, mmengine's ``norm_decay_mult``) see a
+    norm; its ``weight``/``bias`` are per group, not per channel. Reference formula:
+    :func:`normcore.reference.batch_channel_norm`.
     """
 
     def __init__(
@@ -154,12 +165,9 @@ class BatchChannelNorm(nn.Module):
         virtual_running_stats: str = "mean",
         device: Any = None,
     ) -> None:
-        super().__init__()
-        self.num_channels = num_channels
-        self.num_groups = resolve_groups(num_channels, num_groups, group_size, type(self).__name__)
-        self.eps = eps
+        groups = resolve_groups(num_channels, num_groups, group_size, type(self).__name__)
+        super().__init__(groups, num_channels, eps, affine, device)
         self.estimate = estimate
-        self.affine = affine
         if estimate:
             if virtual_devices != 1:
                 raise ValueError(
@@ -176,12 +184,15 @@ class BatchChannelNorm(nn.Module):
                 virtual_running_stats=virtual_running_stats,
                 device=device,
             )
-        if affine:
+        if affine:  # per group, (1, G, 1), as the official code
             self.weight = nn.Parameter(torch.ones(1, self.num_groups, 1, device=device))
             self.bias = nn.Parameter(torch.zeros(1, self.num_groups, 1, device=device))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors):
+        official = prefix + "pbn."  # the official ImageNet models' and DeepLab PBCNorm's batch stage
+        for key in [k for k in state_dict if k.startswith(official)]:
+            state_dict[prefix + "bn." + key[len(official) :]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__

@@ -106,12 +106,39 @@ def _num_channels(module: nn.Module) -> int | None:
     return None
 
 
+def _apply_tail(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+    """Forward hook: run the submodules a fused norm carried after its normalization (timm's
+    ``BatchNormAct2d``: ``drop`` then ``act``), in their registration order."""
+    for name in module._normcore_tail:  # type: ignore[attr-defined]
+        out = getattr(module, name)(out)
+    return out
+
+
+def _keep_tail(old: nn.Module, new: nn.Module) -> nn.Module:
+    """Give ``new`` the child modules of ``old``, a norm layer with a fused tail (timm's ``BatchNormAct2d``
+    subclasses ``nn.BatchNorm2d`` and applies ``self.drop`` and ``self.act`` after normalizing), applied
+    after ``new`` normalizes. The children keep their names, so state-dict keys stay those of the fused
+    layer (``act.*``), and a forward hook applies them. Layers without children are returned as they are."""
+    if isinstance(old, BatchChannelNorm):  # its child is its batch stage, not a tail
+        return new
+    tail = [name for name, _ in old.named_children() if not hasattr(new, name)]
+    if not tail:
+        return new
+    for name in tail:
+        new.add_module(name, old.get_submodule(name))
+    new._normcore_tail = tuple(tail)  # type: ignore[attr-defined]
+    new.register_forward_hook(_apply_tail)
+    return new
+
+
 def _transfer_state(old: nn.Module, new: nn.Module) -> tuple[list[str], list[str]]:
     """Copy tensors from ``old`` into ``new`` where names (directly, or under ``bn.`` for BCN) and shapes
-    match. Returns (kept, dropped) key lists."""
+    match. Returns (kept, dropped) key lists. A fused tail's keys (``act.*``) are not the norm's: the
+    tail module itself moves over (:func:`_keep_tail`)."""
     target = new.state_dict()
     kept, dropped = [], []
-    src = old.state_dict()
+    tail = () if isinstance(old, BatchChannelNorm) else tuple(f"{name}." for name, _ in old.named_children())
+    src = {k: v for k, v in old.state_dict().items() if not k.startswith(tail) or not tail}
     for key, value in src.items():
         candidates = [key, f"bn.{key}"]
         dest = next((c for c in candidates if c in target and target[c].shape == value.shape), None)
@@ -138,7 +165,9 @@ def convert_norms(
 
     Parameters and buffers are copied where their names and shapes match (BN -> BN/SyncBN/FrozenBN:
     everything; BN -> GN/LN/IN: the per-channel affine; BN -> BCN: into ``bcn.bn``); the rest keep
-    their fresh initialisation, reported with ``verbose=True``. Copying BN-trained affine parameters
+    their fresh initialisation, reported with ``verbose=True``. A norm with a fused activation (timm's
+    ``BatchNormAct2d``) keeps its ``drop``/``act`` children, applied after the new norm. Copying
+    BN-trained affine parameters
     into GN/LN/IN warns: BN-pretrained weights in a GN model give very poor accuracy without
     retraining (ppwwyyxx/GroupNorm-reproduce#2). ``exclude`` takes module-name glob patterns.
     The model is modified in place and returned (a new module if ``model`` itself is a norm).
@@ -160,6 +189,7 @@ def convert_norms(
             kept, dropped = [], list(module.state_dict())
         else:
             kept, dropped = _transfer_state(module, new)
+        new = _keep_tail(module, new)
         new.train(module.training)
         trained_bn = isinstance(module, batch_norm_types()) and getattr(module, "running_mean", None) is not None
         changes_kind = not isinstance(new, batch_norm_types()) and not isinstance(new, BatchChannelNorm)
@@ -304,12 +334,18 @@ def fold_weight_standardization(model: nn.Module) -> nn.Module:
 
 def freeze_norms(model: nn.Module) -> nn.Module:
     """Freeze every normalization layer so that it neither trains nor updates statistics, in a way
-    ``model.train()`` does not undo (pytorch/pytorch#66073): batch norms (also inside BCN) become
-    :class:`FrozenBatchNorm` (BN\\*); the affine parameters of the others stop requiring gradients.
+    ``model.train()`` does not undo (pytorch/pytorch#66073): batch norms with running statistics (also
+    inside BCN, and the estimated BN) become :class:`FrozenBatchNorm` (BN\\*), keeping a fused
+    activation (timm's ``BatchNormAct2d``: ``drop`` and ``act`` stay, as timm's own freezing keeps them);
+    the affine parameters of the others stop requiring gradients. A BN built with
+    ``track_running_stats=False`` has no statistics to freeze to (it normalizes with the current batch
+    in eval mode too): it stays, with its affine parameters frozen.
     """
     for mod_name, module in list(model.named_modules()):
-        if isinstance(module, (_BatchNorm, EstimatedBatchNorm)) and not isinstance(module, FrozenBatchNorm):
-            model = _replace(model, mod_name, _place_like(FrozenBatchNorm.from_batchnorm(module), module))
+        is_bn = isinstance(module, (_BatchNorm, EstimatedBatchNorm)) and not isinstance(module, FrozenBatchNorm)
+        if is_bn and module.running_mean is not None:
+            frozen = _keep_tail(module, _place_like(FrozenBatchNorm.from_batchnorm(module), module))
+            model = _replace(model, mod_name, frozen)
     for module in model.modules():
         if is_norm(module):
             for p in module.parameters(recurse=False):

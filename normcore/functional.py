@@ -225,7 +225,12 @@ def layer_norm(
 
 
 def feature_layer_norm(
-    x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None, eps: float = 1e-5
+    x: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+    *,
+    normalized_shape: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
     r"""Layer normalization in the LN paper's form (LN §3, Eq. 3-4), over the **last** dimension, the
     H hidden units of a layer, e.g. ``(N, F)`` or ``(N, T, F)``:
@@ -234,9 +239,11 @@ def feature_layer_norm(
               \quad h = g \odot \frac{a - \mu}{\sigma} + b
 
     eps = 1e-5 inside the square root as in the official code (``ryankiros/layer-norm:layers.py``);
-    the paper's Eq. 4 writes no eps. Native ``F.layer_norm``.
+    the paper's Eq. 4 writes no eps. Native ``F.layer_norm``. ``normalized_shape`` (default: the last
+    dimension) normalizes over several trailing dimensions, as ``torch.nn.LayerNorm``.
     """
-    out = F.layer_norm(x, (x.shape[-1],), affine_in(x, weight), affine_in(x, bias), eps)
+    shape = (x.shape[-1],) if normalized_shape is None else tuple(normalized_shape)
+    out = F.layer_norm(x, shape, affine_in(x, weight), affine_in(x, bias), eps)
     return as_input_dtype(out, x)
 
 

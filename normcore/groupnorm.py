@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 from normcore import functional as Fn
-from normcore._validation import check_channels, check_float, check_group_values, check_rank, resolve_groups
+from normcore._validation import (
+    NotScriptable,
+    check_channels,
+    check_float,
+    check_group_values,
+    check_rank,
+    resolve_groups,
+)
 
 __all__ = ["GroupNorm", "LayerNorm"]
 
@@ -20,7 +27,7 @@ def _check_group_input(x: torch.Tensor, layer: str, num_channels: int, num_group
     check_group_values(x, layer, num_channels, num_groups)
 
 
-class GroupNorm(nn.GroupNorm):
+class GroupNorm(NotScriptable, nn.GroupNorm):
     r"""Group normalization (GN paper §3.1, Eq. 1-4): for sample n and group g of C/G channels,
 
     .. math:: y = \gamma_c \frac{x - \mu_{n,g}}{\sqrt{\sigma_{n,g}^2 + \epsilon}} + \beta_c
@@ -36,6 +43,9 @@ class GroupNorm(nn.GroupNorm):
             one or the other.
         eps: 1e-5 (the paper's code, Fig. 3).
         affine: learn per-channel :math:`\gamma, \beta`.
+        bias: with ``affine``, learn :math:`\beta` too (default), as ``nn.GroupNorm(..., bias=False)``.
+
+    Reference formula: :func:`normcore.reference.group_norm` (Eq. 1-3 with the set :math:`S_i`).
     """
 
     def __init__(
@@ -46,11 +56,12 @@ class GroupNorm(nn.GroupNorm):
         group_size: int | None = None,
         eps: float = 1e-5,
         affine: bool = True,
+        bias: bool = True,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         groups = resolve_groups(num_channels, num_groups, group_size, type(self).__name__)
-        super().__init__(groups, num_channels, eps, affine, device, dtype)
+        super().__init__(groups, num_channels, eps, affine, device, dtype, bias=bias)
 
     @property
     def group_size(self) -> int:
@@ -61,7 +72,7 @@ class GroupNorm(nn.GroupNorm):
         return Fn.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
-class LayerNorm(nn.GroupNorm):
+class LayerNorm(NotScriptable, nn.GroupNorm):
     r"""Layer normalization for ``(N, C, *)`` input, as the GN paper defines LN for conv nets
     (GN §3.1, Fig. 2; LN paper §3 applied to all of a sample's C·H·W values):
 
@@ -72,6 +83,7 @@ class LayerNorm(nn.GroupNorm):
     and *not* ``torch.nn.LayerNorm([C, H, W])``, whose affine is per element, nor a ConvNeXt-style
     "LayerNorm2d" over C alone. For the LN paper's own form over the last dimension of ``(N, T, F)``
     use :class:`normcore.FeatureLayerNorm`; on ``(N, F)`` input the two agree.
+    ``bias=False`` keeps only the gain. Reference formula: :func:`normcore.reference.layer_norm`.
     """
 
     def __init__(
@@ -80,10 +92,11 @@ class LayerNorm(nn.GroupNorm):
         *,
         eps: float = 1e-5,
         affine: bool = True,
+        bias: bool = True,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        super().__init__(1, num_channels, eps, affine, device, dtype)
+        super().__init__(1, num_channels, eps, affine, device, dtype, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_group_input(x, type(self).__name__, self.num_channels, 1)

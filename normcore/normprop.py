@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from normcore import functional as Fn
-from normcore._validation import check_float
+from normcore._validation import NotScriptable, check_float
 
 __all__ = ["NormPropConv2d", "NormPropInputNorm", "NormPropLinear", "NormPropReLU"]
 
@@ -36,7 +36,7 @@ def _init_rows(weight: torch.Tensor) -> None:
     nn.init.normal_(weight, 0.0, 1.0 / math.sqrt(fan_in))
 
 
-class NormPropLinear(nn.Linear):
+class NormPropLinear(NotScriptable, nn.Linear):
     r"""Fully connected NormProp layer (NormProp, method section):
     :math:`u_i = \gamma_i \frac{W_i^T x}{\lVert W_i \rVert_2} + \beta_i`.
 
@@ -65,7 +65,7 @@ class NormPropLinear(nn.Linear):
         return Fn.normprop_linear(x, self.weight, self.gamma, self.bias)
 
 
-class NormPropConv2d(nn.Conv2d):
+class NormPropConv2d(NotScriptable, nn.Conv2d):
     r"""Convolutional NormProp layer (NormProp, method section): each filter :math:`W_i` (over
     ``C_in/groups * kH * kW``) is divided by its L2 norm and scaled by :math:`\gamma_i`;
     ``bias`` is :math:`\beta_i`. Same arguments as ``nn.Conv2d`` plus ``gamma_init``."""
@@ -109,7 +109,7 @@ class NormPropConv2d(nn.Conv2d):
         return self._conv_forward(x, Fn.normprop_weight(self.weight, self.gamma), self.bias)
 
 
-class NormPropReLU(nn.Module):
+class NormPropReLU(NotScriptable, nn.Module):
     r"""ReLU followed by NormProp's closed-form re-normalization (NormProp, method section):
     :math:`(\max(0,u) - \sqrt{1/(2\pi)}) / \sqrt{\frac12(1-\frac1\pi)}`."""
 
@@ -117,7 +117,7 @@ class NormPropReLU(nn.Module):
         return Fn.normprop_relu(x)
 
 
-class NormPropInputNorm(nn.Module):
+class NormPropInputNorm(NotScriptable, nn.Module):
     r"""Standardize the network input with global dataset statistics, :math:`(x - \mu) / \sigma`
     (NormProp method: "normalize the input data ... zero mean and unit variance"), the one place where
     NormProp looks at data. Build it from training data with :meth:`from_data`.

@@ -291,10 +291,9 @@ def test_variant_tag_survives_save_and_weights_only_load():
         _ws_block("bcn").load_state_dict(state)
 
 
-def test_loading_plain_or_other_variant_weights_into_a_ws_conv_warns():
-    plain = nn.Conv2d(3, 8, 3, padding=1)
-    with pytest.warns(UserWarning, match="a plain convolution"):
-        nc.WSConv2d(3, 8, 3, padding=1).load_state_dict(plain.state_dict())
+def test_loading_other_variant_weights_into_a_ws_conv_warns():
+    """Another variant's tag warns; untagged weights (a plain conv's, but also timm's StdConv2d and the
+    official checkpoints: the same metadata) load silently (issue 11, item 8; tests/test_normcore_edges.py)."""
     with pytest.warns(UserWarning, match="WS variant 'official'"):
         nc.WSConv2d(3, 8, 3, padding=1, variant="biased").load_state_dict(nc.WSConv2d(3, 8, 3).state_dict())
 
