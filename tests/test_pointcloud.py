@@ -40,6 +40,9 @@ def test_knn_and_edge_features_by_hand():
     edges = edge_features(x, idx)  # (1, 2, 4, 2): [x_i, x_j - x_i]
     assert edges[0, 0].tolist() == [[0, 0], [1, 1], [3, 3], [10, 10]]
     assert edges[0, 1].tolist() == [[0, 1], [0, -1], [0, -2], [0, -7]]
+    points = torch.randn(2, 64, 200)  # under bf16 autocast the neighbours are still found in float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(knn(points, 20), knn(points.double(), 20))
 
 
 def test_ws_on_every_normalized_conv_and_fc_as_the_official_code():

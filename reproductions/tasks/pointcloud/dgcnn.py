@@ -62,11 +62,14 @@ class WSLinear(nn.Linear):
 
 def knn(x: torch.Tensor, k: int) -> torch.Tensor:
     """Indices ``(B, N, k)`` of the ``k`` nearest points (squared Euclidean distance in the feature
-    space of ``x``: ``(B, C, N)``), the point itself first."""
-    inner = torch.einsum("bcn,bcm->bnm", x, x)
-    sq = x.pow(2).sum(dim=1)
-    dist = sq.unsqueeze(2) - 2 * inner + sq.unsqueeze(1)
-    return dist.topk(k, dim=-1, largest=False).indices
+    space of ``x``: ``(B, C, N)``), the point itself first. Computed in float32 (under autocast too),
+    so that reduced precision does not reorder the neighbours."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.float()
+        inner = torch.einsum("bcn,bcm->bnm", x, x)
+        sq = x.pow(2).sum(dim=1)
+        dist = sq.unsqueeze(2) - 2 * inner + sq.unsqueeze(1)
+        return dist.topk(k, dim=-1, largest=False).indices
 
 
 def edge_features(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

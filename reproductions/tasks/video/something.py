@@ -187,22 +187,35 @@ def segment_indices(
     return [middles, starts][:clips]
 
 
-def _read_frames(path: Path, version: str) -> list[Image.Image]:
-    if version == "v1":
-        files = sorted(path.glob("*.jpg"))
-        if not files:
-            raise DataError(f"{path} holds no JPEG frames")
-        return [Image.open(f).convert("RGB") for f in files]
-    import av
+class _LazyFrames:
+    """A video's frames by index: V1 opens only the JPEGs asked for; V2 decodes the WebM once (PyAV)."""
 
-    try:
-        with av.open(str(path)) as container:
-            frames = [frame.to_image() for frame in container.decode(video=0)]
-    except (av.FFmpegError, OSError) as err:
-        raise DataError(f"{path}: cannot decode the video ({err}); re-download it") from err
-    if not frames:
-        raise DataError(f"{path}: the video has no frames; re-download it")
-    return frames
+    def __init__(self, path: Path, version: str) -> None:
+        self.path, self.version = path, version
+        if version == "v1":
+            self.files = sorted(path.glob("*.jpg"))
+            if not self.files:
+                raise DataError(f"{path} holds no JPEG frames")
+            self.decoded: list[Image.Image] = []
+            return
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                self.decoded = [frame.to_image() for frame in container.decode(video=0)]
+        except (av.FFmpegError, OSError) as err:
+            raise DataError(f"{path}: cannot decode the video ({err}); re-download it") from err
+        if not self.decoded:
+            raise DataError(f"{path}: the video has no frames; re-download it")
+
+    def __len__(self) -> int:
+        return len(self.files) if self.version == "v1" else len(self.decoded)
+
+    def __getitem__(self, i: int) -> Image.Image:
+        if self.version == "v1":
+            with Image.open(self.files[i]) as image:
+                return image.convert("RGB")
+        return self.decoded[i]
 
 
 def _crop_box_train(width: int, height: int, rng: random.Random, scales: Sequence[float]) -> tuple[int, int, int, int]:
@@ -280,7 +293,7 @@ class SomethingSomething(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         video_id, label = self.items[index]
-        frames = _read_frames(_video_path(self.root, self.version, video_id), self.version)
+        frames = _LazyFrames(_video_path(self.root, self.version, video_id), self.version)
         # training draws from torch's RNG, which the engine's SeededDataset seeds per (seed, epoch, index)
         rng = random.Random(int(torch.randint(0, 2**62, (1,)).item())) if self.train else None
         clips = segment_indices(len(frames), self.num_segments, train=self.train, rng=rng, clips=self.clips)
