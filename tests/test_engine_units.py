@@ -256,6 +256,30 @@ def test_batch_report_names_the_bn_statistics_batch():
     assert "none" in batch_report(gn, per_device_batch=2, virtual_devices=1, world_size=4, accum_steps=1)[1]
 
 
+def test_batch_report_asks_normcore_which_layers_use_batch_statistics():
+    """Estimated BN (and BCN with estimate=True) normalizes with running estimates, not the batch: no BN
+    statistics batch to report (the report used to list EstimatedBatchNorm, a _BatchNorm subclass). A BCN
+    with a plain BN stage is reported once, as its BN."""
+    kwargs = {"depth": 8, "width": 8}
+    estimated = {"num_groups": 4, "estimate": True}
+    est = build_model({"arch": "small_resnet", "norm": "bcn", "norm_kwargs": estimated, "kwargs": kwargs})
+    lines = batch_report(est, per_device_batch=2, virtual_devices=1, world_size=1, accum_steps=1)
+    assert lines[1].startswith("BN statistics batch: none"), lines
+    est_bn = build_model({"arch": "small_resnet", "norm": "est_bn", "kwargs": kwargs})
+    assert "none" in batch_report(est_bn, per_device_batch=2, virtual_devices=1, world_size=1, accum_steps=1)[1]
+    bcn = build_model({"arch": "small_resnet", "norm": "bcn", "norm_kwargs": {"num_groups": 4}, "kwargs": kwargs})
+    lines = batch_report(bcn, per_device_batch=4, virtual_devices=1, world_size=1, accum_steps=1)
+    assert lines[1:] == ["BN statistics batch (BatchNorm): 4 images"]
+
+
+def test_virtual_devices_follow_normcores_batch_statistics():
+    """--virtual-devices applies to the norms normcore says use batch statistics, whatever their alias."""
+    model = build_model({"arch": "small_resnet", "norm": "BatchNorm", "kwargs": {"depth": 8}}, virtual_devices=2)
+    assert {m.virtual_devices for m in model.modules() if isinstance(m, normcore.BatchNorm)} == {2}
+    with pytest.raises(ValueError, match="use batch statistics"):
+        build_model({"arch": "small_resnet", "norm": "est_bn", "kwargs": {"depth": 8}}, virtual_devices=2)
+
+
 def test_build_model_applies_engine_options_and_rejects_misuse(monkeypatch):
     monkeypatch.setattr(normcore.SyncBatchNorm, "_warned_no_group", False)  # it warns once per process
     cfg = {"arch": "small_resnet", "norm": "BatchNorm", "kwargs": {"depth": 8, "width": 8}}
@@ -267,7 +291,7 @@ def test_build_model_applies_engine_options_and_rejects_misuse(monkeypatch):
         synced(torch.randn(2, 3, 8, 8))
     assert any(isinstance(m, normcore.SyncBatchNorm) for m in synced.modules())
     gn = {"arch": "small_resnet", "norm": "gn", "norm_kwargs": {"num_groups": 4}, "kwargs": {"depth": 8}}
-    with pytest.raises(ValueError, match="virtual-devices applies to batch-dependent norms"):
+    with pytest.raises(ValueError, match="virtual-devices applies to norms that use batch statistics"):
         build_model(gn, virtual_devices=2)
     with pytest.raises(ValueError, match="sync-bn applies to norm 'bn'"):
         build_model(gn, sync_bn=True)

@@ -36,7 +36,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 import normcore
 from reproductions.engine import checkpoint as ckpt
@@ -140,12 +139,14 @@ def batch_report(
         f"{f' x {accum_steps} accumulation steps' if accum_steps > 1 else ''} = {total} images per optimizer step"
     ]
     stats = set()
+    uses_batch = normcore.module_uses_batch_statistics  # normcore decides which layers use batch statistics
     for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            if isinstance(m, (nn.SyncBatchNorm, normcore.SyncBatchNorm)):
-                stats.add((type(m).__name__, process_batch * world_size if world_size > 1 else process_batch))
-            else:
-                stats.add((type(m).__name__, process_batch // max(1, getattr(m, "virtual_devices", 1))))
+        if not uses_batch(m) or any(uses_batch(c) for c in m.children()):  # a BCN counts as its BN
+            continue
+        if isinstance(m, (nn.SyncBatchNorm, normcore.SyncBatchNorm)):
+            stats.add((type(m).__name__, process_batch * world_size if world_size > 1 else process_batch))
+        else:
+            stats.add((type(m).__name__, process_batch // max(1, getattr(m, "virtual_devices", 1))))
     if not stats:
         lines.append("BN statistics batch: none (no batch-dependent normalization in the model)")
         return lines

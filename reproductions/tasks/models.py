@@ -33,10 +33,9 @@ from torch import nn
 import normcore
 import normcore.models
 
-__all__ = ["ACTIVATIONS", "ARCHITECTURES", "build_model", "norm_name", "replace_activations"]
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "build_model", "norm_info_or_none", "norm_name", "replace_activations"]
 
 ARCHITECTURES = (*normcore.models.TORCHVISION_RESNETS, "bn_inception", "nin", "small_resnet")
-_VIRTUAL_OK = ("bn", "bcn")
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
 
@@ -57,19 +56,19 @@ def replace_activations(model: nn.Module, name: str) -> int:
 
 
 def norm_name(norm: Any) -> str | None:
-    """The registry's name for a norm spec (``"BatchNorm"`` and ``"batch_norm"`` -> ``"bn"``), from
-    :func:`normcore.norm_aliases`; ``None`` for callables and unknown names."""
-    name = norm.get("name", norm.get("type")) if isinstance(norm, Mapping) else norm
-    if not isinstance(name, str):
+    """The registry's canonical name for a norm spec (``"BatchNorm"`` and ``"batch_norm"`` -> ``"bn"``), as
+    :func:`normcore.norm_info` gives it; ``None`` for callables and unknown names."""
+    info = norm_info_or_none(norm, {})
+    return info.name if info is not None else None
+
+
+def norm_info_or_none(norm: Any, norm_kwargs: Mapping[str, Any]) -> normcore.NormInfo | None:
+    """:func:`normcore.norm_info` of a config's ``norm`` and ``norm_kwargs``; ``None`` for callables and
+    unknown names (building the model reports those)."""
+    try:
+        return normcore.norm_info(norm, **dict(norm_kwargs))
+    except (KeyError, TypeError, ValueError):
         return None
-
-    def canon(text: str) -> str:  # the registry's rule: case, "_", "-" and spaces do not matter
-        return "".join(ch for ch in text.lower() if ch not in "_- ")
-
-    for canonical, aliases in normcore.norm_aliases().items():
-        if canon(name) in {canon(canonical), *(canon(a) for a in aliases)}:
-            return canonical
-    return None
 
 
 def build_model(
@@ -87,7 +86,8 @@ def build_model(
         raise ValueError(f"model.arch={arch!r} is not available; choose one of {', '.join(available)}")
     norm = cfg.get("norm", "bn")
     norm_kwargs = dict(cfg.get("norm_kwargs") or {})
-    name = norm_name(norm)
+    info = norm_info_or_none(norm, norm_kwargs)
+    name = info.name if info is not None else None
     if sync_bn:
         if virtual_devices > 1:
             raise ValueError("--sync-bn and --virtual-devices exclude each other: SyncBN normalizes over all devices")
@@ -95,9 +95,9 @@ def build_model(
             raise ValueError(f"--sync-bn applies to norm 'bn', but model.norm is {norm!r}")
         norm = "sync_bn"
     if virtual_devices > 1:
-        if name not in _VIRTUAL_OK:
+        if info is None or not info.uses_batch_statistics:
             raise ValueError(
-                f"--virtual-devices applies to batch-dependent norms ({', '.join(_VIRTUAL_OK)}), but model.norm is "
+                f"--virtual-devices applies to norms that use batch statistics (bn, bcn), but model.norm is "
                 f"{norm!r}; it has no per-device statistics to simulate (leave --virtual-devices at 1)"
             )
         norm_kwargs["virtual_devices"] = virtual_devices

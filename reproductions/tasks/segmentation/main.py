@@ -47,7 +47,7 @@ from reproductions.engine.distributed import all_reduce_sum, get_env, print0, un
 from reproductions.engine.entry import RunContext, Task, TaskParts, fmt, last_results, run_task
 from reproductions.engine.logs import RunLog, progress
 from reproductions.engine.session import eval_loader
-from reproductions.tasks.models import norm_name
+from reproductions.tasks.models import norm_info_or_none
 from reproductions.tasks.pretrained import backbone_from_config
 from reproductions.tasks.segmentation.voc_data import (
     IGNORE_INDEX,
@@ -197,10 +197,10 @@ def set_output_stride(model: nn.Module, output_stride: int, multi_grid: Sequence
 def _head_norm(m: Mapping[str, Any], sync_bn: bool, virtual_devices: int) -> tuple[Any, dict[str, Any]]:
     spec = m.get("head_norm") or m["norm"]
     kwargs = dict(m["head_norm_kwargs"] if m.get("head_norm_kwargs") is not None else m.get("norm_kwargs") or {})
-    name = norm_name(spec)
-    if sync_bn and name == "bn":
+    info = norm_info_or_none(spec, kwargs)
+    if sync_bn and info is not None and info.name == "bn":
         spec = "sync_bn"
-    if virtual_devices > 1 and name in ("bn", "bcn"):
+    if virtual_devices > 1 and info is not None and info.uses_batch_statistics:
         kwargs["virtual_devices"] = virtual_devices
     return spec, kwargs
 
