@@ -152,6 +152,24 @@ def test_a_task_defined_outside_the_engine_runs(tmp_path, monkeypatch):
     assert [r["epoch"] for r in records] == [1, 2]
 
 
+def test_a_bad_setting_found_while_preparing_is_a_user_error(tmp_path, capsys):
+    """A task's prepare step reads the config (e.g. loss-network layer names): a ValueError there is the
+    user's to fix, so it is one error: paragraph and exit status 2, and no run folder is made."""
+
+    def prepare(ctx):
+        raise ValueError(f"model.width={ctx.cfg['model']['width']} must be even")
+
+    toy = entry.Task(name="toy", defaults={"model": {"width": 1}}, build=lambda ctx: None, prepare=prepare)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"name": "toy", "model": {"width": 3}}))
+    with pytest.raises(SystemExit) as exit_:
+        entry.run_task(toy, ["--config", str(config), "--out", str(tmp_path / "run")], paper="p")
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert err.startswith("error: the toy inputs cannot be prepared from this config: model.width=3 must be even")
+    assert not (tmp_path / "run").exists()
+
+
 def test_published_text_reads_one_value_or_one_per_metric():
     assert entry.published_text({"published": {"value": 24.1}, "paper_ref": "Table 2"}) == "24.1 (Table 2)"
     many = {"published": {"bbox_AP": {"value": 40.8}, "segm_AP": {"value": 36.1}}}

@@ -184,3 +184,18 @@ def test_stylize_with_a_missing_checkpoint_names_its_own_flag(tmp_path, capsys):
     err = " ".join(capsys.readouterr().err.split())
     assert exit_.value.code == 2 and err.startswith("error: --checkpoint ") and "Traceback" not in err
     assert "--resume" not in err and str(tmp_path / "run" / "checkpoint.pt") in err
+
+
+def test_missing_vgg_weights_are_a_user_error_of_train_style(images, tmp_path, capsys, monkeypatch):
+    """Issue 12, item 9: the most likely first error of train_style (no VGG-19 file) was a traceback."""
+    monkeypatch.setattr(sty, "vgg19_weights_path", lambda: None)
+    content, style = images
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"name": "t", "data": {"workers": 0}}))
+    argv = ["--config", str(config), "--data", str(content), "--style", str(style), "--out", str(tmp_path / "r")]
+    with pytest.raises(SystemExit) as exit_:
+        sty.main_train([*argv, "--device", "cpu"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_.value.code == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert "--vgg-weights PATH" in err and "--loss-network random" in err
+    assert not (tmp_path / "r").exists()  # refused before the run folder was made

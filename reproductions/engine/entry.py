@@ -150,7 +150,8 @@ def _run_task(task: Task, argv: Sequence[str], *, paper: str, description: str) 
         parser.error(f"--eval-only is not available for {task.name}")
     ctx = RunContext(cfg=cfg, args=args, paper=paper)
     if task.prepare is not None:
-        task.prepare(ctx)
+        with config_errors(f"the {task.name} inputs cannot be prepared from this config"):
+            task.prepare(ctx)
     ctx.run = start_session(
         cfg,
         args.out or default_out_dir(cfg, args.config),

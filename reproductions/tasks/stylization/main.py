@@ -55,7 +55,7 @@ from reproductions.engine import atomic
 from reproductions.engine import checkpoint as ckpt
 from reproductions.engine.distributed import get_env, print0, unwrap_model
 from reproductions.engine.entry import RunContext, Task, TaskParts, last_results, run_task
-from reproductions.errors import run_cli
+from reproductions.errors import UserError, run_cli
 from reproductions.tasks.classification.data import IMAGE_EXTENSIONS, DataError, _load_image
 from reproductions.tasks.pretrained import read_state_dict
 from reproductions.tasks.stylization.losses import (
@@ -75,6 +75,7 @@ __all__ = [
     "STYLIZATION",
     "STYLIZATION_DEFAULTS",
     "ContentImages",
+    "LossNetworkWeightsError",
     "PerceptualLoss",
     "build_generator",
     "build_loss_network",
@@ -177,6 +178,10 @@ def _vgg19_from_file(path: str | os.PathLike, layers: Sequence[str], input_forma
     return LossNetwork(body, {name: index[name] for name in layers}, description, input_format=input_format)
 
 
+class LossNetworkWeightsError(UserError, FileNotFoundError):
+    """The VGG-19 weights of the loss network are not there; the message says how to get them."""
+
+
 def build_loss_network(loss_cfg: Mapping[str, Any]) -> LossNetwork:
     """The frozen loss network with the layers the config asks for: VGG-19 from ``vgg_weights`` (or the
     torch hub cache), or, with ``network: random``, the CPU-scale random-weight network."""
@@ -198,7 +203,7 @@ def build_loss_network(loss_cfg: Mapping[str, Any]) -> LossNetwork:
     path = loss_cfg.get("vgg_weights") or vgg19_weights_path()
     if path is None or not Path(path).is_file():
         where = f"{path} not found. " if path else ""
-        raise FileNotFoundError(where + _VGG_HINT.format(cache=Path(torch.hub.get_dir()) / "checkpoints"))
+        raise LossNetworkWeightsError(where + _VGG_HINT.format(cache=Path(torch.hub.get_dir()) / "checkpoints"))
     return _vgg19_from_file(path, layers, str(loss_cfg.get("vgg_input") or "torchvision"))
 
 
