@@ -52,7 +52,7 @@ def test_quick_run_trains_every_row(quick_results):
 
 
 def test_rows_are_the_papers_methods():
-    from reproductions.smallscale.vision import _build, batch_dependent
+    from reproductions.smallscale.vision import _build, _step_sizes
     from reproductions.weight_standardization import cpu
 
     bcn = _build(cpu.BCN_WS_1, cpu.SCHEDULE, 1, 10)
@@ -62,4 +62,7 @@ def test_rows_are_the_papers_methods():
     assert type(gn_ws.stage1[0].conv1).__name__ == "WSConv2d" and type(gn_ws.norm1).__name__ == "GroupNorm"
     bn = _build(cpu.BN_1, cpu.SCHEDULE, 1, 10)
     assert bn.norm1.virtual_devices == 8
-    assert batch_dependent("bcn", {"estimate": True}) and not batch_dependent("gn", {})
+    # BCN (estimated BN, updated per micro-batch) runs the micro-batches one by one; GN+WS in one pass
+    micro = cpu.BCN_WS_1.images_per_device * cpu.SCHEDULE.devices
+    assert _step_sizes(cpu.BCN_WS_1, cpu.SCHEDULE) == (cpu.SCHEDULE.effective_batch, micro)
+    assert _step_sizes(cpu.GN_WS, cpu.SCHEDULE)[1] == cpu.SCHEDULE.effective_batch

@@ -43,24 +43,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import normcore
 from reproductions.claims.statistics import curve_stats, stat
 from reproductions.engine.optim import build_optimizer
 from reproductions.engine.schedules import build_scheduler, scaled_lr
 from reproductions.smallscale.data import Dataset
 from reproductions.smallscale.parallel import one_thread, parallel_map
 from reproductions.smallscale.training import Timer, seed_everything, test_error
-from reproductions.tasks.models import build_model, norm_name
+from reproductions.tasks.models import build_model
 
 __all__ = [
     "ClassifierSchedule",
     "ClassifierSetup",
     "RunRecord",
-    "batch_dependent",
     "error_stats",
     "run_curves",
     "train_classifier",
     "train_many",
-    "uses_batch_statistics",
 ]
 
 
@@ -126,21 +125,8 @@ class RunRecord:
     cpu_seconds: float
 
 
-def uses_batch_statistics(norm: str, norm_kwargs: Mapping[str, Any]) -> bool:
-    """True for norms that normalize with statistics of the (per-device) batch in training: BN, and BCN
-    unless its batch stage is the estimated BN (``estimate=True``). These get ``virtual_devices``."""
-    name = norm_name(norm)
-    return name == "bn" or (name == "bcn" and not norm_kwargs.get("estimate", False))
-
-
-def batch_dependent(norm: str, norm_kwargs: Mapping[str, Any]) -> bool:
-    """True when a training step depends on how the batch is split into micro-batches: BN and BCN (the
-    estimated BN of BCN updates its running estimates from each micro-batch, WS paper §5)."""
-    return norm_name(norm) in ("bn", "bcn")
-
-
 def _build(setup: ClassifierSetup, schedule: ClassifierSchedule, in_channels: int, num_classes: int) -> nn.Module:
-    devices = schedule.devices if uses_batch_statistics(setup.norm, setup.norm_kwargs) else 1
+    devices = schedule.devices if normcore.norm_info(setup.norm, **setup.norm_kwargs).uses_batch_statistics else 1
     cfg = {
         "arch": "small_resnet",
         "norm": setup.norm,
@@ -162,7 +148,8 @@ def _step_sizes(setup: ClassifierSetup, schedule: ClassifierSchedule) -> tuple[i
             f"{setup.label}: effective_batch={schedule.effective_batch} is not a multiple of the micro-batch "
             f"{micro} ({schedule.devices} devices x {setup.images_per_device} images)"
         )
-    forward = micro if batch_dependent(setup.norm, setup.norm_kwargs) else schedule.effective_batch
+    batch_dependent = normcore.norm_info(setup.norm, **setup.norm_kwargs).batch_dependent
+    forward = micro if batch_dependent else schedule.effective_batch
     return schedule.effective_batch, forward
 
 
