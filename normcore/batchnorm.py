@@ -292,7 +292,8 @@ class SyncBatchNorm(BatchNorm):
 
     Without an initialised process group (a single-process run of a SyncBN config) it behaves as
     :class:`BatchNorm` and warns once instead of crashing (pytorch/pytorch#63662). In eval mode it uses
-    the running statistics like any BN. State-dict keys are ``nn.BatchNorm2d``'s.
+    the running statistics like any BN. State-dict keys are ``nn.BatchNorm2d``'s. Reference formula:
+    :func:`normcore.reference.batch_norm_train` over the batch of all ranks.
     """
 
     _warned_no_group = False

@@ -41,7 +41,8 @@ class NormPropLinear(NotScriptable, nn.Linear):
     :math:`u_i = \gamma_i \frac{W_i^T x}{\lVert W_i \rVert_2} + \beta_i`.
 
     ``weight`` keeps its raw scale (row norms are divided out in ``forward``); ``gamma`` starts at
-    ``gamma_init`` (1.0), ``bias`` is :math:`\beta` (starts at 0).
+    ``gamma_init`` (1.0), ``bias`` is :math:`\beta` (starts at 0). Reference formula:
+    :func:`normcore.reference.normprop_linear`.
     """
 
     def __init__(
@@ -68,7 +69,8 @@ class NormPropLinear(NotScriptable, nn.Linear):
 class NormPropConv2d(NotScriptable, nn.Conv2d):
     r"""Convolutional NormProp layer (NormProp, method section): each filter :math:`W_i` (over
     ``C_in/groups * kH * kW``) is divided by its L2 norm and scaled by :math:`\gamma_i`;
-    ``bias`` is :math:`\beta_i`. Same arguments as ``nn.Conv2d`` plus ``gamma_init``."""
+    ``bias`` is :math:`\beta_i`. Same arguments as ``nn.Conv2d`` plus ``gamma_init``. Reference formula:
+    :func:`normcore.reference.normprop_conv_weight`."""
 
     def __init__(
         self,
@@ -111,7 +113,8 @@ class NormPropConv2d(NotScriptable, nn.Conv2d):
 
 class NormPropReLU(NotScriptable, nn.Module):
     r"""ReLU followed by NormProp's closed-form re-normalization (NormProp, method section):
-    :math:`(\max(0,u) - \sqrt{1/(2\pi)}) / \sqrt{\frac12(1-\frac1\pi)}`."""
+    :math:`(\max(0,u) - \sqrt{1/(2\pi)}) / \sqrt{\frac12(1-\frac1\pi)}`. Reference formula:
+    :func:`normcore.reference.normprop_relu`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return Fn.normprop_relu(x)

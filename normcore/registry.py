@@ -6,7 +6,7 @@ spaces (``"GroupNorm"``, ``"group_norm"`` and ``"gn"`` are the same); each has a
 
 >>> import normcore
 >>> normcore.build_norm("gn", 64, num_groups=16)
-GroupNorm(16, 64, eps=1e-05, affine=True)
+GroupNorm(16, 64, eps=1e-05, affine=True, bias=True)
 >>> import torchvision
 >>> model = torchvision.models.resnet50(norm_layer=normcore.norm_layer("gn"))
 """

@@ -164,7 +164,8 @@ def _ws_class(base: type[nn.Module], dim: int) -> type[nn.Module]:
         ``variant`` names the formula (:data:`normcore.functional.WS_VARIANTS`): ``"official"`` (default;
         the paper's PyTorch code: unbiased std, eps=1e-5 outside the root), ``"official_tf"`` (biased
         std, eps outside), ``"bcn"`` (unbiased variance, eps inside the root), ``"biased"`` (biased
-        variance, eps inside: timm/BiT). ``eps`` overrides the variant's 1e-5.
+        variance, eps inside: timm/BiT). ``eps`` overrides the variant's 1e-5. Reference formula:
+        :func:`normcore.reference.weight_standardize`.
         """
     return WSConv
 
