@@ -57,3 +57,14 @@ def test_valid_and_unknown_norm_arguments_pass(tmp_path):
         {"model": {"norm": "bn", "norm_kwargs": {"momentum": None, "eps": 1e-3, "virtual_running_stats": "first"}}},
     )
     assert cfg["model"]["norm_kwargs"] == {"momentum": None, "eps": 1e-3, "virtual_running_stats": "first"}
+
+
+def test_a_null_keyword_mapping_takes_set_overrides(tmp_path):
+    """``head_norm_kwargs`` defaults to null (= the backbone's); ``--set model.head_norm_kwargs.num_groups=16``
+    used to fail with "'head_norm_kwargs' is not a section"."""
+    cfg = _load(tmp_path, SEGMENTATION_DEFAULTS, {}, "model.head_norm_kwargs.num_groups=16")
+    assert cfg["model"]["head_norm_kwargs"] == {"num_groups": 16}
+    with pytest.raises(ConfigError, match=r"model\.head_norm_kwargs\.num_groups: expected an integer"):
+        _load(tmp_path, SEGMENTATION_DEFAULTS, {}, "model.head_norm_kwargs.num_groups=1.5")
+    with pytest.raises(ConfigError, match="'lr' is not a section"):
+        _load(tmp_path, SEGMENTATION_DEFAULTS, {}, "optim.lr.x=1")

@@ -165,11 +165,14 @@ def get(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
 
 
 def set_value(cfg: dict[str, Any], dotted: str, value: Any) -> None:
-    """``set_value(cfg, "optim.lr", 0.05)`` (creates intermediate sections)."""
+    """``set_value(cfg, "optim.lr", 0.05)`` (creates intermediate sections, also in place of a ``null``:
+    ``model.head_norm_kwargs.num_groups=16`` where ``head_norm_kwargs`` defaults to ``null``)."""
     parts = dotted.split(".")
     node = cfg
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, dict):
             raise ConfigError(f"cannot set {dotted!r}: {part!r} is not a section")
     node[parts[-1]] = value
