@@ -49,6 +49,7 @@ from reproductions.engine.distributed import (
 from reproductions.engine.logs import RunLog, format_metrics, progress
 from reproductions.engine.precision import Precision
 from reproductions.engine.sampling import GlobalBatchSampler
+from reproductions.engine.seeding import seed_all
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -67,17 +68,6 @@ LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, Mapping[str, Any]]]
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-def seed_all(seed: int) -> None:
-    """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device)."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def move_to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from reproductions.engine.trainer import seed_all
+from reproductions.engine.seeding import seed_all
 
 __all__ = [
     "Timer",
