@@ -126,7 +126,7 @@ def test_readme_section_is_replaced_between_the_markers_only():
     from reproductions.reporting.report import README_BEGIN, README_END, readme_with_results
 
     readme = f"intro\n{README_BEGIN}\nold table\n{README_END}\noutro\n"
-    new = readme_with_results(readme, "# Results of the CPU-scale reproductions\n\n| a |\n")
+    new = readme_with_results(readme, "## Results at CPU scale\n\n| a |\n")
     assert new.startswith("intro\n") and new.endswith(f"{README_END}\noutro\n")
     assert "old table" not in new and "## Results at CPU scale" in new and "| a |" in new
     with pytest.raises(ValueError, match="markers"):
@@ -209,6 +209,22 @@ def test_a_change_to_one_paper_leaves_the_other_papers_results_valid(tmp_path):
     with (copy / "reproductions/batch_norm/cpu.py").open("a") as fh:
         fh.write("\nCHANGED = True\n")
     assert stale_reason(manifest, copy) == "edited: reproductions/batch_norm/cpu.py"
+
+
+def test_readme_summary_counts_each_verdict_per_paper_and_links_the_full_table():
+    from reproductions.reporting.notebook import PaperResults
+    from reproductions.reporting.report import render_summary
+
+    manifest = {"seconds": 306.0, "machine": {"cpu_model": "AMD EPYC 7B13", "cpu_count": 2, "torch_threads": 2}}
+    comps = [{"claim": c, "verdict": v} for c, v in (("a", "reproduced"), ("b", "not reproduced"), ("c", "reproduced"))]
+    res = {"experiment": "t", "comparisons": comps, "manifest": manifest}
+    text = render_summary([PaperResults("group_norm", results={"t": res}), PaperResults("normprop")])
+    assert (
+        "| [group_norm](notebooks/group_norm.ipynb) | 3 | 2 | 1 | 0 | 5.1 min (AMD EPYC 7B13, 2 cores, 2 threads) |"
+        in text
+    )
+    assert "| [normprop](notebooks/normprop.ipynb) | no results | 0 | 0 | 0 | — |" in text
+    assert "](reproductions/RESULTS.md)" in text
 
 
 def test_results_table_gives_each_time_with_the_machine_that_measured_it():

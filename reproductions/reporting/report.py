@@ -99,16 +99,49 @@ def render(papers: Sequence[nb.PaperResults]) -> str:
     return "\n".join(out)
 
 
-def readme_with_results(readme: str, results_md: str) -> str:
-    """``readme`` with the text between the results markers replaced by RESULTS.md's body (its title
-    becomes a level-2 heading, its sections level 3)."""
+VERDICT_COLUMNS = ("reproduced", "not reproduced", "not testable at this scale")
+
+
+def render_summary(papers: Sequence[nb.PaperResults]) -> str:
+    """The README's short results section: per paper, how many claims each verdict got, the time with
+    its machine, and links to the full table (RESULTS.md) and the paper's notebook."""
+    rows = nb.verdict_rows(papers)
+    out = [
+        "## Results at CPU scale",
+        "",
+        "Each paper's central claims, tested at CPU scale by `make reproduce` with a verdict rule fixed before "
+        "the run. The claims, the published values and ours are in [reproductions/RESULTS.md]"
+        "(reproductions/RESULTS.md); the reasoning per claim is in each paper's notebook. These verdicts test "
+        "the claims on small models and small data, not the papers' absolute numbers.",
+        "",
+    ]
+    table = []
+    for paper in papers:
+        verdicts = [r["verdict"] for r in rows if r["paper"] == paper.paper and r["experiment"] != "—"]
+        counts = [sum(v == c for v in verdicts) for c in VERDICT_COLUMNS]
+        other = len(verdicts) - sum(counts)
+        times = sorted({nb.format_time_on(res["manifest"]) for res in paper.results.values()})
+        table.append(
+            (
+                f"[{paper.paper}](notebooks/{paper.paper}.ipynb)",
+                len(verdicts) or "no results",
+                *counts,
+                *([other] if other else []),
+                "; ".join(times) or "—",
+            )
+        )
+    out += _table(["Paper", "Claims", *(v.capitalize() for v in VERDICT_COLUMNS), "Time (machine)"], table)
+    return "\n".join(out)
+
+
+def readme_with_results(readme: str, summary_md: str) -> str:
+    """``readme`` with the text between the results markers replaced by ``summary_md`` (the output of
+    :func:`render_summary`)."""
     if README_BEGIN not in readme or README_END not in readme:
         raise ValueError(f"README.md lacks the markers {README_BEGIN!r} ... {README_END!r}")
-    body = results_md.replace("# Results of the CPU-scale reproductions", "## Results at CPU scale", 1)
-    body = body.replace("\n## Commands\n", "\n### Commands and time per experiment\n", 1)
     head, rest = readme.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)
-    return f"{head}{README_BEGIN}\n{body.strip()}\n\nPer-paper reports: [notebooks/](notebooks/).\n{README_END}{tail}"
+    return f"{head}{README_BEGIN}\n{summary_md.strip()}\n{README_END}{tail}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,12 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from what would be written")
     parser.add_argument("--stdout", action="store_true", help="print the Markdown instead of writing it")
     args = parser.parse_args(argv)
-    text = render(nb.load_all())
+    papers = nb.load_all()
+    text = render(papers)
     if args.stdout:
         print(text)
         return 0
     readme = README.read_text(encoding="utf-8")
-    new_readme = readme_with_results(readme, text)
+    new_readme = readme_with_results(readme, render_summary(papers))
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
         stale = [str(p) for p, old, new in ((args.out, current, text), (README, readme, new_readme)) if old != new]
