@@ -10,6 +10,7 @@ decoding) and returns one line per problem; :func:`require_images` raises them a
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,18 @@ class ImageCheck:
     size: tuple[int, int] | None = None
     mask_check: Callable[[np.ndarray, str], str | None] | None = None
     what: str = ""  # e.g. "image id 139" or "mask of 2007_000032"
+
+
+def add_check_command(subparsers: argparse._SubParsersAction, help: str, *, splits: Sequence[str] = ()):
+    """The ``check ROOT [--split S ...] [--no-decode] [--workers N]`` sub-command every dataset reader
+    offers (``--split`` only where ``splits``, the default splits, are given); returns its parser."""
+    check = subparsers.add_parser("check", help=help)
+    check.add_argument("root")
+    if splits:
+        check.add_argument("--split", action="append", help=f"split(s) to check (default {', '.join(splits)})")
+    check.add_argument("--no-decode", action="store_true", help="check the files exist, without decoding them")
+    check.add_argument("--workers", type=int, help="decoding threads (default: the CPUs, at most 8)")
+    return check
 
 
 def default_check_workers() -> int:

@@ -351,12 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from reproductions.tasks.image_check import add_check_command
+
     parser = argparse.ArgumentParser(description="Dataset utilities: check an ImageNet folder, sort a flat val/.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    check = sub.add_parser("check", help="check ROOT/train and ROOT/val and decode every image")
-    check.add_argument("root")
-    check.add_argument("--no-decode", action="store_true", help="check the layout only, without decoding images")
-    check.add_argument("--workers", type=int, help="decoding threads (default: the CPUs, at most 8)")
+    add_check_command(sub, "check ROOT/train and ROOT/val and decode every image")
     sort = sub.add_parser("sort-val", help="move flat val images into class folders")
     sort.add_argument("val_dir")
     sort.add_argument("labels", help="LOC_val_solution.csv or a 'filename,wnid' file")

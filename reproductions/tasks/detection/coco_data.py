@@ -44,7 +44,7 @@ from torchvision.transforms import functional as TF
 
 from reproductions.errors import run_cli
 from reproductions.tasks.classification.data import DataError, _load_image
-from reproductions.tasks.image_check import ImageCheck, require_images
+from reproductions.tasks.image_check import ImageCheck, add_check_command, require_images
 
 __all__ = [
     "CocoInstances",
@@ -438,11 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description="Check a COCO folder: annotation file and images of a split")
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="validate annotations/instances_<split>.json and decode every image")
-    check.add_argument("root")
-    check.add_argument("--split", action="append", help="split(s) to check (default train2017 and val2017)")
-    check.add_argument("--no-decode", action="store_true", help="check the files exist, without decoding them")
-    check.add_argument("--workers", type=int, help="decoding threads (default: the CPUs, at most 8)")
+    add_check_command(
+        sub, "validate annotations/instances_<split>.json and decode every image", splits=("train2017", "val2017")
+    )
     args = parser.parse_args(argv)
     for split in args.split or ["train2017", "val2017"]:
         ds = CocoInstances(args.root, split, train=False)

@@ -42,7 +42,7 @@ from torchvision.transforms import functional as TF
 
 from reproductions.errors import run_cli
 from reproductions.tasks.classification.data import DataError, _load_image
-from reproductions.tasks.image_check import ImageCheck, require_images
+from reproductions.tasks.image_check import ImageCheck, add_check_command, require_images
 from reproductions.tasks.imagenet_stats import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -297,11 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description="Check a VOC 2012 (+ SBD) folder for semantic segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="list the splits found, decode every image and mask, report problems")
-    check.add_argument("root")
-    check.add_argument("--split", action="append", help="split(s) to check (default train_aug, train and val)")
-    check.add_argument("--no-decode", action="store_true", help="check the files exist, without decoding them")
-    check.add_argument("--workers", type=int, help="decoding threads (default: the CPUs, at most 8)")
+    add_check_command(
+        sub, "list the splits found, decode every image and mask, report problems", splits=("train_aug", "train", "val")
+    )
     args = parser.parse_args(argv)
     failures = []
     for split in args.split or ["train_aug", "train", "val"]:
