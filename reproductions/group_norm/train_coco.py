@@ -3,7 +3,8 @@ the FPN, the 4conv1fc box head and the mask head, against the frozen-BN (BN*) ba
 
 One config per table row in ``configs/coco/`` (see ``README.md``, "COCO (full scale)")::
 
-    python -m reproductions.group_norm.train_coco --config reproductions/group_norm/configs/coco/table6_r50_gn_2x.yaml \\
+    python -m reproductions.group_norm.train_coco \\
+        --config reproductions/group_norm/configs/coco/table6_r50_gn_2x.yaml \\
         --data /datasets/coco --set model.pretrained=/weights/R-50-GN.pth
     torchrun --nproc_per_node=8 -m reproductions.group_norm.train_coco --config ... --data ...
 
