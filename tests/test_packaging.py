@@ -68,8 +68,9 @@ def test_make_reproduce_can_replace_the_committed_results():
     import subprocess
 
     def dry_run(*args: str) -> str:
-        out = subprocess.run(["make", "-n", "-o", ".venv/.installed", "reproduce", *args], cwd=ROOT,
-                             capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+        # --no-print-directory: under `make test` the inner make would add "make[1]: Leaving directory" lines
+        cmd = ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "reproduce", *args]
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=30, check=True)
         return out.stdout.strip().splitlines()[-1]
 
     assert dry_run("PAPER=normprop", "UPDATE_COMMITTED=1").endswith("run_all --paper normprop --update-committed")

@@ -163,6 +163,25 @@ def test_stale_reason_names_added_removed_and_edited_files(tmp_path):
     )
 
 
+def test_an_import_inside_a_function_that_did_not_run_is_not_an_added_file(tmp_path):
+    """A function-level (lazy) import runs only when the function is called; if it ran, the module is in
+    the manifest already. Only imports that run at import time can add a file."""
+    from reproductions.claims.provenance import source_fingerprint, source_hashes
+
+    lazy = "def build():\n    from reproductions.extra import f\n    return f()\n"
+    _write(tmp_path, "reproductions/a.py", lazy)
+    _write(tmp_path, "reproductions/extra.py", "def f():\n    return 1\n")
+    files = ["reproductions/a.py"]
+    manifest = {
+        "source_files": files,
+        "source_hash": source_fingerprint(files, tmp_path),
+        "source_hashes": source_hashes(files, tmp_path),
+    }
+    assert stale_reason(manifest, tmp_path) is None
+    _write(tmp_path, "reproductions/a.py", "import reproductions.extra\n" + lazy)
+    assert stale_reason(manifest, tmp_path) == "added: reproductions/extra.py; edited: reproductions/a.py"
+
+
 def test_stale_reason_of_a_manifest_without_per_file_hashes_says_so(tmp_path):
     from reproductions.claims.provenance import source_fingerprint
 
@@ -220,10 +239,13 @@ def test_readme_summary_counts_each_verdict_per_paper_and_links_the_full_table()
     res = {"experiment": "t", "comparisons": comps, "manifest": manifest}
     text = render_summary([PaperResults("group_norm", results={"t": res}), PaperResults("normprop")])
     assert (
-        "| [group_norm](notebooks/group_norm.ipynb) | 3 | 2 | 1 | 0 | 5.1 min (AMD EPYC 7B13, 2 cores, 2 threads) |"
+        "| [group_norm](notebooks/group_norm.ipynb) | 3 | 2 | 0 | 1 | 0 | 5.1 min (AMD EPYC 7B13, 2 cores, 2 threads) |"
         in text
     )
-    assert "| [normprop](notebooks/normprop.ipynb) | no results | 0 | 0 | 0 | — |" in text
+    assert "| [normprop](notebooks/normprop.ipynb) | no results | 0 | 0 | 0 | 0 | — |" in text
+    bad = {"experiment": "t", "comparisons": [{"claim": "a", "verdict": "sort of"}], "manifest": manifest}
+    with pytest.raises(ValueError, match="vocabulary"):
+        render_summary([PaperResults("group_norm", results={"t": bad})])
     assert "](reproductions/RESULTS.md)" in text
 
 

@@ -126,11 +126,26 @@ def stale_reason(manifest: dict[str, Any], root: Path = REPO_ROOT) -> str | None
     return "; ".join(f"{kind}: {', '.join(paths)}" for kind, paths in changes.items() if paths)
 
 
+def _import_time_nodes(tree: ast.AST):
+    """The nodes that run when the module is imported: everything but the bodies of functions (an import
+    inside a function runs only if the function is called, and then the module is in the manifest)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(
+            child
+            for child in ast.iter_child_nodes(node)
+            if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        )
+
+
 def _project_imports(rel: str, root: Path) -> set[str]:
-    """Project files that ``rel`` imports by name (``import a.b`` / ``from a.b import c``)."""
+    """Project files that ``rel`` imports by name when it is imported (``import a.b`` / ``from a.b import
+    c`` at module level, in class bodies and in module-level ``if``/``try`` blocks)."""
     tree = ast.parse((root / rel).read_text(encoding="utf-8"), filename=rel)
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _import_time_nodes(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

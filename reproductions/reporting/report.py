@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reproductions.claims.provenance import REPO_ROOT
+from reproductions.claims.verdicts import VERDICTS
 from reproductions.engine.atomic import write_text
 from reproductions.reporting import notebook as nb
 
@@ -99,7 +100,7 @@ def render(papers: Sequence[nb.PaperResults]) -> str:
     return "\n".join(out)
 
 
-VERDICT_COLUMNS = ("reproduced", "not reproduced", "not testable at this scale")
+VERDICT_COLUMNS = VERDICTS  # the one vocabulary (claims.verdicts): one column each
 
 
 def render_summary(papers: Sequence[nb.PaperResults]) -> str:
@@ -118,15 +119,16 @@ def render_summary(papers: Sequence[nb.PaperResults]) -> str:
     table = []
     for paper in papers:
         verdicts = [r["verdict"] for r in rows if r["paper"] == paper.paper and r["experiment"] != "—"]
+        unknown = sorted(set(verdicts) - set(VERDICT_COLUMNS))
+        if unknown:
+            raise ValueError(f"{paper.paper}: verdicts outside the vocabulary of claims.verdicts: {unknown}")
         counts = [sum(v == c for v in verdicts) for c in VERDICT_COLUMNS]
-        other = len(verdicts) - sum(counts)
         times = sorted({nb.format_time_on(res["manifest"]) for res in paper.results.values()})
         table.append(
             (
                 f"[{paper.paper}](notebooks/{paper.paper}.ipynb)",
                 len(verdicts) or "no results",
                 *counts,
-                *([other] if other else []),
                 "; ".join(times) or "—",
             )
         )
