@@ -2,7 +2,7 @@
 experimental section was not found in a readable copy (arXiv 1603.01431; no official code), so no setting
 can be checked against its text: its configs must say so, and its targets, like any value not confirmed
 from a primary source, are reported as "unverified" and decide nothing
-(:mod:`reproductions.tasks.targets`)."""
+(:mod:`reproductions.claims.targets`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from reproductions.claims.published import published_value
+from reproductions.claims.targets import PRIMARY_CONFIDENCE, expected_results, reported_top1_err
 from reproductions.engine.cli import config_from_args, engine_parser
 from reproductions.tasks.classification.main import CLASSIFICATION_DEFAULTS
 from reproductions.tasks.detection.main import DETECTION_DEFAULTS
 from reproductions.tasks.segmentation.main import SEGMENTATION_DEFAULTS
-from reproductions.tasks.targets import PRIMARY_CONFIDENCE, expected_results, reported_top1_err
 
 REPO = Path(__file__).resolve().parents[1]
 NORMPROP = sorted(p for p in (REPO / "reproductions/normprop/configs").glob("*.yaml") if not p.name.startswith("_"))

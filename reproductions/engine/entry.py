@@ -34,6 +34,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from reproductions.claims.targets import expected_results
 from reproductions.engine import checkpoint as ckpt
 from reproductions.engine.cli import config_from_args, default_out_dir, engine_parser
 from reproductions.engine.config import config_errors
@@ -192,6 +193,8 @@ def _run(task: Task, ctx: RunContext) -> dict[str, Any] | None:
         return metrics if run.env.is_main else None
     history = trainer.fit()
     metrics = parts.summarize(history) if parts.summarize else last_results(history)
+    if cfg.get("published"):  # which published values may decide: only "target" ones, "unverified" never
+        metrics.setdefault("expected", expected_results(cfg))
     if parts.extra_metrics is not None:
         metrics.update(parts.extra_metrics())
     write_summary(run, cfg, history, metrics)

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reproductions.claims.targets import reported_top1_err
 from reproductions.engine.distributed import all_reduce_sum, print0
 from reproductions.engine.entry import RunContext, Task, TaskParts, fmt, run_task
 from reproductions.engine.session import eval_loader, median_of_last
 from reproductions.tasks.classification.data import build_classification_datasets
 from reproductions.tasks.models import build_model
-from reproductions.tasks.targets import expected_results, reported_top1_err
 
 __all__ = ["CLASSIFICATION", "CLASSIFICATION_DEFAULTS", "build_from_config", "evaluate_topk", "main", "topk_correct"]
 
@@ -147,7 +147,6 @@ def _build(ctx: RunContext) -> TaskParts:
         }
         metrics["reported_as"] = str(cfg["eval"]["report"])
         metrics["top1_err_reported"] = reported_top1_err(metrics, metrics["reported_as"], n)
-        metrics["expected"] = expected_results(cfg)  # only "target" values may decide; "unverified" never does
         target = cfg["eval"].get("target_top1_err")
         if target is not None:
             hit = next((r for r in history if r.get("top1_err") is not None and r["top1_err"] <= target), None)

@@ -9,6 +9,9 @@ in the paper; ``repo``: stated in the authors' official repository) are **target
 (``secondary``, ``unverified``, ``not_found``, or an id that published.yaml does not know) is reported as
 ``unverified``, beside the run's number, and decides nothing (:func:`expected_results`).
 
+The entry point (:func:`reproductions.engine.entry.run_task`) writes these records into every run's
+``summary.json`` as ``expected``.
+
 Classification rows report one number per run (:func:`reported_top1_err`), by the protocol of the paper
 that published the row's value (``eval.report``): ``median_last`` (GN paper §4.1: "the median error of the
 final 5 epochs"), ``best`` (the best epoch: BN paper Fig. 3's maximum accuracy; the WS code's ``best_acc``)
@@ -17,7 +20,7 @@ or ``final`` (the last epoch).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["PRIMARY_CONFIDENCE", "REPORT_RULES", "expected_results", "reported_top1_err"]
@@ -86,13 +89,3 @@ def reported_top1_err(metrics: Mapping[str, Any], rule: str, median_last: int) -
     if rule not in keys:
         raise ValueError(f"eval.report={rule!r}; choose one of {', '.join(REPORT_RULES)}")
     return metrics.get(keys[rule])
-
-
-def describe(records: Sequence[Mapping[str, Any]]) -> str:
-    """``"published 24.1 (paper, target)"``-style text for a log line."""
-    parts = [
-        f"{r['metric'] + ' ' if r.get('metric') else ''}{r['value']} ({r['confidence']}, {r['status']})"
-        for r in records
-        if r.get("value") is not None
-    ]
-    return "published " + "; ".join(parts) if parts else "no published value"
