@@ -60,6 +60,13 @@ def task_config(path: Path, defaults: Mapping[str, Any]) -> dict[str, Any]:
     return config_from_args(engine_parser("x").parse_args(["--config", str(path)]), defaults)
 
 
+def run_cli(main: Any, config: Path, data: Path, out: Path, *extra: str, paper: str = "weight_standardization"):
+    """A task's command line on CPU: ``main(["--config", config, "--data", data, "--out", out, "--device",
+    "cpu", *extra], paper=paper)``; returns its metrics."""
+    args = ["--config", str(config), "--data", str(data), "--out", str(out), "--device", "cpu", *extra]
+    return main(args, paper=paper)
+
+
 def train_straight_and_resumed(
     main: Any, config: Path, data: Path, out: Path, monkeypatch: pytest.MonkeyPatch, *, epochs: int, crash_after: int
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
@@ -68,8 +75,7 @@ def train_straight_and_resumed(
     Returns the straight run's metrics, the resumed run's metrics and the straight run's history."""
 
     def run(folder: str, *extra: str) -> Any:
-        args = ["--config", str(config), "--data", str(data), "--out", str(out / folder), "--device", "cpu"]
-        return main([*args, "--epochs", str(epochs), *extra], paper="weight_standardization")
+        return run_cli(main, config, data, out / folder, "--epochs", str(epochs), *extra)
 
     straight = run("a")
     with crash_after_epoch(monkeypatch, crash_after):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from dense_helpers import REPO, check_published, crash_after_epoch
+from dense_helpers import REPO, check_published, crash_after_epoch, run_cli
 from fixtures.coco import make_coco_dataset
 from PIL import Image
 from torch import nn
@@ -355,8 +355,7 @@ TINY = {
 
 
 def _run(config: Path, data: Path, out: Path, *extra: str):
-    args = ["--config", str(config), "--data", str(data), "--out", str(out), "--device", "cpu", *extra]
-    return detection.main(args, paper="group_norm")
+    return run_cli(detection.main, config, data, out, *extra, paper="group_norm")
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from dense_helpers import REPO, checked_row_config, train_straight_and_resumed, user_error
+from dense_helpers import REPO, checked_row_config, run_cli, train_straight_and_resumed, user_error
 from fixtures.pointcloud import SOLIDS, make_modelnet40
 from torch import nn
 
@@ -144,8 +144,7 @@ TINY = {
 
 
 def _run(config: Path, data: Path, out: Path, *extra: str):
-    args = ["--config", str(config), "--data", str(data), "--out", str(out), "--device", "cpu", *extra]
-    return pc.main(args, paper="weight_standardization")
+    return run_cli(pc.main, config, data, out, *extra)
 
 
 @pytest.mark.slow

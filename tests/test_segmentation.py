@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from dense_helpers import REPO, check_published, crash_after_epoch
+from dense_helpers import REPO, check_published, crash_after_epoch, run_cli
 from fixtures.voc import make_voc_dataset
 from PIL import Image
 from torch import nn
@@ -212,8 +212,7 @@ TINY = {
 
 
 def _run(config: Path, data: Path, out: Path, *extra: str):
-    args = ["--config", str(config), "--data", str(data), "--out", str(out), "--device", "cpu", *extra]
-    return seg.main(args, paper="weight_standardization")
+    return run_cli(seg.main, config, data, out, *extra)
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from dense_helpers import REPO, checked_row_config, train_straight_and_resumed, user_error
+from dense_helpers import REPO, checked_row_config, run_cli, train_straight_and_resumed, user_error
 from fixtures.video import CLASSES, make_something_v1, make_something_v2
 from torch import nn
 
@@ -175,8 +175,7 @@ TINY = {
 
 
 def _run(config: Path, data: Path, out: Path, *extra: str):
-    args = ["--config", str(config), "--data", str(data), "--out", str(out), "--device", "cpu", *extra]
-    return video.main(args, paper="weight_standardization")
+    return run_cli(video.main, config, data, out, *extra)
 
 
 @pytest.mark.slow

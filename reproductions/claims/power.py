@@ -139,6 +139,13 @@ def _check(effect: float, sd: float, alpha: float, power: float | None = None) -
         raise ValueError(f"power must lie in (0, 1), got {power}")
 
 
+def _check_margin(margin: float, sd: float, alpha: float, power: float | None = None) -> None:
+    """:func:`_check` for an equivalence margin, which must also be positive."""
+    _check(margin, sd, alpha, power)
+    if margin <= 0:
+        raise ValueError(f"the equivalence margin must be positive, got {margin}")
+
+
 def power_of(n: int, effect: float, sd: float, alpha: float = 0.05, two_sided: bool = True) -> float:
     r"""Power of the paired t-test with ``n`` seeds to detect a true mean difference ``effect`` when the
     differences have standard deviation ``sd``.
@@ -220,11 +227,9 @@ def equivalence_power_of(n: int, margin: float, sd: float, alpha: float = 0.05, 
         T_{1,2} \sim t'_\nu\bigl(\sqrt n\,(m \pm \Delta)/\sigma_d\bigr),\ \nu = n - 1,
 
     which is exact where the two one-sided tests cannot both fail (and a slight underestimate otherwise)."""
-    _check(margin, sd, alpha)
+    _check_margin(margin, sd, alpha)
     if n < 2:
         raise ValueError(f"a paired t-test needs at least 2 seeds, got {n}")
-    if margin <= 0:
-        raise ValueError(f"the equivalence margin must be positive, got {margin}")
     if abs(true_difference) >= margin:
         return 0.0
     if sd == 0:
@@ -247,9 +252,7 @@ def seeds_for_equivalence(
     """The number of paired seeds for the equivalence test of :func:`equivalence_power_of` to show
     ``|difference| < margin`` with the given ``power`` (at least ``minimum``). A true difference at or
     beyond the margin can never be shown equivalent (``ValueError``)."""
-    _check(margin, sd, alpha, power)
-    if margin <= 0:
-        raise ValueError(f"the equivalence margin must be positive, got {margin}")
+    _check_margin(margin, sd, alpha, power)
     if abs(true_difference) >= margin:
         raise ValueError(f"a true difference of {true_difference:g} is never shown within a margin of {margin:g}")
     if sd == 0:
