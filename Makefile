@@ -15,6 +15,9 @@ STAMP := $(VENV)/.installed
 
 PAPER ?= all
 UPDATE_COMMITTED ?=
+# Fashion-MNIST: by default the Debian package's folder (installed by `make reproduce` when missing, as root);
+# DATA=/path/to/folder reads the four IDX files from there instead.
+DATA ?=
 
 .PHONY: test reproduce lint notebooks venv benchmark clean
 
@@ -37,7 +40,7 @@ test: $(STAMP) lint
 	$(VENV)/bin/pytest
 
 reproduce: $(STAMP)
-	$(PY) -m reproductions.run_all --paper $(PAPER) $(if $(UPDATE_COMMITTED),--update-committed)
+	$(PY) -m reproductions.run_all --paper $(PAPER)$(if $(DATA), --data $(DATA))$(if $(UPDATE_COMMITTED), --update-committed)
 
 notebooks: $(STAMP)
 	$(PY) -m reproductions.run_all --paper $(PAPER) --notebooks-only

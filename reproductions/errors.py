@@ -17,7 +17,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-__all__ = ["EXIT_USER_ERROR", "UserError", "run_cli"]
+__all__ = ["EXIT_USER_ERROR", "DataError", "UserError", "run_cli"]
 
 EXIT_USER_ERROR = 2
 """The exit status of a user error (argparse's, too)."""
@@ -27,6 +27,11 @@ T = TypeVar("T")
 
 class UserError(Exception):
     """An error the user can fix: its message says what is wrong and what to do instead."""
+
+
+class DataError(UserError, RuntimeError):
+    """Missing or malformed data (a dataset folder, an IDX, image, mask or annotation file): the message
+    names the path and the fix. The one class every data reader raises."""
 
 
 def run_cli(main: Callable[[Sequence[str] | None], T], argv: Sequence[str] | None = None) -> T:

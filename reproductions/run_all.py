@@ -5,6 +5,12 @@
     python -m reproductions.run_all --update-committed   # replace the committed results, notebooks, README
     python -m reproductions.run_all --notebooks-only     # re-execute the notebooks on committed results
     python -m reproductions.run_all --quick              # a few steps per experiment, results under runs/quick
+    python -m reproductions.run_all --data DIR           # Fashion-MNIST's four IDX files from DIR
+
+Before any experiment, the full Fashion-MNIST is looked up (:func:`ensure_data`): ``--data DIR``, else the
+Debian package's folder, which is installed with ``apt-get install dataset-fashion-mnist`` when it is missing
+and this user may (``--no-install`` to never install); otherwise the run stops with a message naming the
+package, ``--data DIR`` and torchvision's download.
 
 Each experiment runs in its own process (``python -m reproductions.<paper>.cpu``), so its results file
 fingerprints only the files that experiment imports (:mod:`reproductions.claims.provenance`).
@@ -30,19 +36,30 @@ from reproductions.claims.published import PAPERS
 from reproductions.errors import UserError, run_cli
 from reproductions.smallscale.experiment import add_destination_flags, committed_dir, destination
 
-__all__ = ["NOTEBOOK_DIR", "execute_notebook", "main", "run_experiment"]
+__all__ = ["NOTEBOOK_DIR", "ensure_data", "execute_notebook", "main", "run_experiment"]
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 
-def run_experiment(paper: str, quick: bool, out_dir: Path | None = None) -> tuple[str, float]:
-    """Run ``python -m reproductions.<paper>.cpu`` in a fresh process (writing to ``out_dir``);
-    returns (status, seconds)."""
+def ensure_data(data: str | None, install: bool) -> Path:
+    """The folder of the full Fashion-MNIST (:func:`reproductions.smallscale.fashion_mnist.ensure_fashion_mnist`:
+    ``data`` when given, else the Debian package's folder, installed with apt-get when missing and
+    ``install``); a :class:`reproductions.errors.DataError` that says what to do otherwise."""
+    from reproductions.smallscale.fashion_mnist import ensure_fashion_mnist
+
+    return ensure_fashion_mnist(install, data)
+
+
+def run_experiment(paper: str, quick: bool, out_dir: Path | None = None, data: str | None = None) -> tuple[str, float]:
+    """Run ``python -m reproductions.<paper>.cpu`` in a fresh process (writing to ``out_dir``, reading
+    Fashion-MNIST from ``data`` when given); returns (status, seconds)."""
     if not (REPO_ROOT / "reproductions" / paper / "cpu.py").exists():
         return f"missing: no reproductions/{paper}/cpu.py yet", 0.0
     command = [sys.executable, "-m", f"reproductions.{paper}.cpu", *(["--quick"] if quick else [])]
     if out_dir is not None:
         command += ["--out", str(out_dir)]
+    if data is not None:
+        command += ["--data", str(data)]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=REPO_ROOT, check=False)
     seconds = time.perf_counter() - start
@@ -80,6 +97,10 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few steps per experiment (results under runs/quick)")
     parser.add_argument("--notebooks-only", action="store_true", help="only re-execute the notebooks")
     parser.add_argument("--skip-notebooks", action="store_true")
+    parser.add_argument("--data", metavar="DIR", default=None, help="folder of Fashion-MNIST's four IDX files")
+    parser.add_argument(
+        "--no-install", action="store_true", help="never apt-get install dataset-fashion-mnist when it is missing"
+    )
     add_destination_flags(parser)
     args = parser.parse_args(argv)
     if args.update_committed and args.quick:
@@ -93,6 +114,7 @@ def _main(argv: Sequence[str] | None) -> int:
     committed = True  # did this run write (only) the committed results?
     elsewhere: set[Path] = set()
     if not args.notebooks_only:
+        print(f"Fashion-MNIST: {ensure_data(args.data, not args.no_install)}", flush=True)
         for paper in papers:
             out: Path | None = None
             if not args.quick:
@@ -102,7 +124,7 @@ def _main(argv: Sequence[str] | None) -> int:
                     committed = False
                     elsewhere.add(out.parent)
             print(f"\n=== {paper}: CPU-scale experiment{' (quick)' if args.quick else ''} ===", flush=True)
-            status, seconds = run_experiment(paper, args.quick, out)
+            status, seconds = run_experiment(paper, args.quick, out, data=args.data)
             print(f"--- {paper}: {status} in {seconds / 60:.1f} min", flush=True)
             timings.append((paper, status, seconds))
     if not args.quick and not committed:

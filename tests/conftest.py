@@ -103,3 +103,23 @@ def _one_intra_op_thread(request):
 def gen() -> torch.Generator:
     """A CPU generator seeded with 0, for inputs that do not depend on test order."""
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(tmp_path_factory):
+    """A small generated dataset in Fashion-MNIST's format (:mod:`tests.fixtures.fashion_mnist`), made the
+    expected files for this test session (``NORMCORE_FASHION_MNIST_MANIFEST``, which spawned workers
+    inherit). Pass it as ``data=`` to a CPU experiment's ``run``."""
+    import os
+
+    from reproductions.smallscale.fashion_mnist import MANIFEST_ENV
+    from tests.fixtures.fashion_mnist import write_fashion_mnist
+
+    folder = write_fashion_mnist(tmp_path_factory.mktemp("fashion_mnist"))
+    before = os.environ.get(MANIFEST_ENV)
+    os.environ[MANIFEST_ENV] = str(folder / "manifest.json")
+    yield folder
+    if before is None:
+        os.environ.pop(MANIFEST_ENV, None)
+    else:
+        os.environ[MANIFEST_ENV] = before

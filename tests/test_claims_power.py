@@ -129,3 +129,13 @@ def test_leave_one_out_flags_a_verdict_that_hangs_on_one_seed():
     assert pw.leave_one_out(_greater, [1.0, 1.1, 0.9])["per_left_out"][2]["seed"] == 2  # positions as seeds
     with pytest.raises(ValueError, match="at least 3"):
         pw.leave_one_out(_greater, [1.0, 2.0])
+
+
+def test_power_is_finite_where_scipys_noncentral_t_gives_nan():
+    """scipy.stats.nct.sf returns NaN at some huge noncentralities (n=4, effect/sd=10 did); the power is
+    then 1 and the number of seeds the minimum, not a NaN that makes the search skip n."""
+    from reproductions.claims import power
+
+    assert [power.power_of(n, 1.0, 0.10000000000000003) for n in (4, 6)] == pytest.approx([1.0, 1.0])
+    assert power.seeds_for_power(1.0, 0.10000000000000003) == 5
+    assert power.equivalence_power_of(6, 1.0, 0.01) == pytest.approx(1.0)

@@ -108,7 +108,10 @@ def test_cpu_description_and_machine_id():
 def _fake_runs(monkeypatch) -> list:
     calls: list = []
     monkeypatch.setattr(
-        run_all, "run_experiment", lambda paper, quick, out=None: calls.append((paper, out)) or ("ok", 0.0)
+        run_all, "run_experiment", lambda paper, quick, out=None, data=None: calls.append((paper, out)) or ("ok", 0.0)
+    )
+    monkeypatch.setattr(
+        run_all, "ensure_data", lambda data, install: calls.append(("data", data, install)) or Path("d")
     )
     monkeypatch.setattr(run_all, "execute_notebook", lambda path: calls.append(("notebook", path.name)) or 0.0)
     from reproductions.reporting import report
@@ -124,7 +127,8 @@ def test_make_reproduce_on_another_machine_leaves_committed_files_alone(tmp_path
     calls = _fake_runs(monkeypatch)
     assert run_all.main(["--paper", "normprop"]) == 0
     here = provenance.machine_id()
-    assert calls == [("normprop", tmp_path / "runs" / "reproduce" / here / "normprop")]  # no notebooks, no report
+    # the data first, then the experiment; no notebooks, no report
+    assert calls == [("data", None, True), ("normprop", tmp_path / "runs" / "reproduce" / here / "normprop")]
     out = capsys.readouterr().out
     assert "another machine" in out and "UPDATE_COMMITTED=1" in out
     assert (tmp_path / "runs" / "reproduce" / here / "RESULTS.md").is_file()
@@ -136,6 +140,7 @@ def test_update_committed_writes_the_committed_results_then_notebooks_and_report
     calls = _fake_runs(monkeypatch)
     assert run_all.main(["--paper", "normprop", "--update-committed"]) == 0
     assert calls == [
+        ("data", None, True),
         ("normprop", tmp_path / "normprop" / "results"),
         ("notebook", "normprop.ipynb"),
         ("notebook", "overview.ipynb"),
@@ -148,16 +153,32 @@ def test_run_all_starts_each_experiment_in_its_own_process(monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: seen.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     assert run_all.run_experiment("layer_norm", True, Path("o"))[0] == "ok"
     assert seen == [[sys.executable, "-m", "reproductions.layer_norm.cpu", "--quick", "--out", "o"]]
+    run_all.run_experiment("layer_norm", False, None, data="/d")
+    assert seen[-1] == [sys.executable, "-m", "reproductions.layer_norm.cpu", "--data", "/d"]
+
+
+def test_run_all_stops_with_a_fix_when_fashion_mnist_is_missing(tmp_path, capsys, monkeypatch):
+    """Missing data is a user error before any experiment starts: the message names the package, --data and
+    torchvision's download (nothing is installed with --no-install)."""
+    monkeypatch.delenv("NORMCORE_FASHION_MNIST_MANIFEST", raising=False)
+    started = []
+    monkeypatch.setattr(run_all, "run_experiment", lambda *a, **k: started.append(a) or ("ok", 0.0))
+    with pytest.raises(SystemExit) as exc:
+        run_all.main(["--paper", "normprop", "--data", str(tmp_path / "nowhere"), "--no-install"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and not started
+    assert "dataset-fashion-mnist" in err and "--data" in err and "download=True" in err
 
 
 @pytest.mark.slow
-def test_update_committed_end_to_end_in_a_temporary_folder(tmp_path):
+def test_update_committed_end_to_end_in_a_temporary_folder(tmp_path, fashion_mnist_dir):
     """``python -m reproductions.<paper>.cpu --update-committed`` (what ``make reproduce PAPER=x
     UPDATE_COMMITTED=1`` runs) writes the committed results folder, here redirected to a temporary one,
     with this machine in the manifest and the timings outside the hashed config."""
     env = {**os.environ, experiment.RESULTS_ROOT_ENV: str(tmp_path), "NORMCORE_NO_PROGRESS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "reproductions.batch_norm.cpu", "--quick", "--update-committed"],
+        [sys.executable, "-m", "reproductions.batch_norm.cpu", "--quick", "--update-committed",
+         "--data", str(fashion_mnist_dir)],
         cwd=provenance.REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

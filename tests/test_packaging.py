@@ -75,3 +75,4 @@ def test_make_reproduce_can_replace_the_committed_results():
 
     assert dry_run("PAPER=normprop", "UPDATE_COMMITTED=1").endswith("run_all --paper normprop --update-committed")
     assert "--update-committed" not in dry_run("PAPER=normprop")
+    assert dry_run("DATA=/data/fmnist").endswith("run_all --paper all --data /data/fmnist")

@@ -235,14 +235,13 @@ def test_readme_summary_counts_each_verdict_per_paper_and_links_the_full_table()
     from reproductions.reporting.report import render_summary
 
     manifest = {"seconds": 306.0, "machine": {"cpu_model": "AMD EPYC 7B13", "cpu_count": 2, "torch_threads": 2}}
-    comps = [{"claim": c, "verdict": v} for c, v in (("a", "reproduced"), ("b", "not reproduced"), ("c", "reproduced"))]
+    verdicts = (("a", "reproduced", True), ("b", "not reproduced", False), ("c", "reproduced", None))
+    comps = [{"claim": c, "verdict": v, "fragile": f} for c, v, f in verdicts]
     res = {"experiment": "t", "comparisons": comps, "manifest": manifest}
     text = render_summary([PaperResults("group_norm", results={"t": res}), PaperResults("normprop")])
-    assert (
-        "| [group_norm](notebooks/group_norm.ipynb) | 3 | 2 | 0 | 1 | 0 | 5.1 min (AMD EPYC 7B13, 2 cores, 2 threads) |"
-        in text
-    )
-    assert "| [normprop](notebooks/normprop.ipynb) | no results | 0 | 0 | 0 | 0 | — |" in text
+    machine = "5.1 min (AMD EPYC 7B13, 2 cores, 2 threads)"
+    assert f"| [group_norm](notebooks/group_norm.ipynb) | 3 | 2 | 0 | 1 | 0 | 1 | {machine} |" in text
+    assert "| [normprop](notebooks/normprop.ipynb) | no results | 0 | 0 | 0 | 0 | 0 | — |" in text
     bad = {"experiment": "t", "comparisons": [{"claim": "a", "verdict": "sort of"}], "manifest": manifest}
     with pytest.raises(ValueError, match="vocabulary"):
         render_summary([PaperResults("group_norm", results={"t": bad})])

@@ -167,9 +167,22 @@ def power_of(n: int, effect: float, sd: float, alpha: float = 0.05, two_sided: b
     nc = math.sqrt(n) * abs(effect) / sd
     if two_sided:
         t = stats.t.ppf(1.0 - alpha / 2.0, df)
-        return float(stats.nct.sf(t, df, nc) + stats.nct.cdf(-t, df, nc))
-    t = stats.t.ppf(1.0 - alpha, df)
-    return float(stats.nct.sf(t, df, nc))
+        out = float(stats.nct.sf(t, df, nc) + stats.nct.cdf(-t, df, nc))
+        fallback = stats.norm.sf(t - nc) + stats.norm.cdf(-t - nc)
+    else:
+        t = stats.t.ppf(1.0 - alpha, df)
+        out = float(stats.nct.sf(t, df, nc))
+        fallback = stats.norm.sf(t - nc)
+    # scipy's noncentral t returns NaN for some very large noncentralities, where the power is 1 for all
+    # purposes: the normal approximation is exact to many digits there
+    return out if math.isfinite(out) else float(min(1.0, max(0.0, fallback)))
+
+
+def _nct_sf(t: float, df: int, nc: float) -> float:
+    """:math:`P(T > t)` for a noncentral t; the normal approximation where scipy returns NaN (very large
+    noncentralities)."""
+    out = float(stats.nct.sf(t, df, nc))
+    return out if math.isfinite(out) else float(stats.norm.sf(t - nc))
 
 
 def _smallest_n(reaches: Callable[[int], bool], what: str) -> int:
@@ -236,8 +249,8 @@ def equivalence_power_of(n: int, margin: float, sd: float, alpha: float = 0.05, 
         return 1.0
     df = n - 1
     t = stats.t.ppf(1.0 - alpha / 2.0, df)
-    lower = stats.nct.sf(t, df, math.sqrt(n) * (margin + true_difference) / sd)
-    upper = stats.nct.sf(t, df, math.sqrt(n) * (margin - true_difference) / sd)
+    lower = _nct_sf(t, df, math.sqrt(n) * (margin + true_difference) / sd)
+    upper = _nct_sf(t, df, math.sqrt(n) * (margin - true_difference) / sd)
     return float(max(0.0, lower + upper - 1.0))
 
 

@@ -16,9 +16,21 @@ from typing import Any
 from reproductions.claims.verdicts import VERDICTS
 from reproductions.engine import atomic
 
-__all__ = ["SCHEMA_PATH", "VERDICTS", "errors_by_label", "load_results", "validate_results", "write_results"]
+__all__ = [
+    "RESULTS_ROOT_ENV",
+    "SCHEMA_PATH",
+    "VERDICTS",
+    "errors_by_label",
+    "load_results",
+    "validate_results",
+    "write_results",
+]
 
 SCHEMA_PATH = Path(__file__).with_name("results_schema.json")
+RESULTS_ROOT_ENV = "NORMCORE_RESULTS_ROOT"
+"""Environment variable naming another folder to hold the committed ``<paper>/results/`` folders: the
+experiments' ``--update-committed`` writes there and the notebooks read from there (the tests use it, and a
+notebook can be tried on a quick run without touching the committed results)."""
 
 
 @cache

@@ -34,14 +34,18 @@ def stat(values: Sequence[float], unit: str = "", higher_is_better: bool | None 
     return out
 
 
-def curve_stats(per_seed: Sequence[Sequence[float]]) -> dict[str, list[float | None]]:
+def curve_stats(per_seed: Sequence[Sequence[float]], keep_seeds: bool = False) -> dict[str, Any]:
     """Mean and sample std over seeds at every point of equally long per-seed curves, in the form
-    the results schema's ``curves.<name>.series.<series>`` expects (``None`` where undefined)."""
+    the results schema's ``curves.<name>.series.<series>`` expects (``None`` where undefined); with
+    ``keep_seeds`` also every seed's curve (``per_seed``, for plots with one line per seed)."""
     lengths = {len(c) for c in per_seed}
     if len(lengths) != 1:
         raise ValueError(f"curves of different lengths {sorted(lengths)}: evaluate every seed at the same steps")
     points = [stat(vals) for vals in zip(*per_seed)]
-    return {"mean": [p["mean"] for p in points], "std": [p["std"] for p in points]}
+    out: dict[str, Any] = {"mean": [p["mean"] for p in points], "std": [p["std"] for p in points]}
+    if keep_seeds:
+        out["per_seed"] = [[_finite(float(v)) for v in curve] for curve in per_seed]
+    return out
 
 
 def contrast(terms: Sequence[tuple[float, Sequence[float]]]) -> tuple[float, float]:

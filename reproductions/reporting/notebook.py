@@ -17,6 +17,7 @@ overview works while some experiments have not been run.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 from reproductions.claims.provenance import REPO_ROOT
 from reproductions.claims.published import PAPERS
-from reproductions.claims.results import load_results
+from reproductions.claims.results import RESULTS_ROOT_ENV, load_results
 from reproductions.reporting.plots import deterministic_matplotlib
 
 __all__ = [
@@ -42,8 +43,11 @@ __all__ = [
     "load_all",
     "load_paper",
     "metrics_table",
+    "paired_table",
+    "pilot_markdown",
     "plot_curves",
     "plot_ours_vs_published",
+    "plot_paired",
     "published_entry",
     "published_settings_table",
     "show_markdown",
@@ -102,7 +106,13 @@ def load_paper(paper: str, root: Path = REPO_ROOT, results_root: Path | None = N
     if paper not in PAPERS:
         raise ValueError(f"unknown paper {paper!r}; expected one of {', '.join(PAPERS)}")
     out = PaperResults(paper)
-    folder = results_folder(paper, root) if results_root is None else Path(results_root) / paper
+    env_root = os.environ.get(RESULTS_ROOT_ENV)
+    if results_root is not None:
+        folder = Path(results_root) / paper
+    elif env_root:  # the same variable the experiments' --update-committed honours
+        folder = Path(env_root) / paper / "results"
+    else:
+        folder = results_folder(paper, root)
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     for path in files:
         try:
@@ -168,6 +178,13 @@ def format_ours(ours: Any, digits: int = 3) -> str:
     strings as they are."""
     if ours is None:
         return "—"
+    if isinstance(ours, dict) and "mean_difference" in ours:
+        d, low, high, n = ours["mean_difference"], ours.get("low"), ours.get("high"), ours.get("n", 1)
+        if d is None:
+            return "—"
+        if low is None or high is None:
+            return f"d = {_num(d, digits)} ({n} paired seed{'s' if n != 1 else ''}, no interval)"
+        return f"d = {_num(d, digits)}, 95% interval [{_num(low, digits)}, {_num(high, digits)}] ({n} paired seeds)"
     if isinstance(ours, dict) and "mean" in ours:
         mean, std, n = ours.get("mean"), ours.get("std"), ours.get("n", 1)
         unit = ours.get("unit", "")
@@ -246,6 +263,8 @@ def claim_markdown(res: dict[str, Any], paper: PaperResults | None = None) -> st
             f"**ours:** {format_ours(comp.get('ours'))}"
             + (f"; gap {_num(comp['gap'])}" if comp.get("gap") is not None else "")
             + f"; **{comp['verdict']}**"
+            + (" (**fragile**: one seed left out flips it)" if comp.get("fragile") else "")
+            + (f"; {comp['needs']['text']}" if comp.get("needs") else "")
             + (f" — rule: {comp['rule']}" if comp.get("rule") else "")
         )
     seconds = res["manifest"].get("seconds")
@@ -302,6 +321,8 @@ def verdict_rows(papers: Sequence[PaperResults]) -> list[dict[str, Any]]:
                         "published": format_published(comp.get("published")),
                         "ours": format_ours(comp.get("ours")),
                         "verdict": comp["verdict"],
+                        "fragile": comp.get("fragile"),
+                        "needs": (comp.get("needs") or {}).get("seeds"),
                         "rule": comp.get("rule", ""),
                         "seconds": res["manifest"].get("seconds"),
                         "time": format_time_on(res["manifest"]),
@@ -397,8 +418,11 @@ def plot_curves(
     title: str | None = None,
     logy: bool = False,
     palette: str = "deep",
+    per_seed: bool = False,
 ):
-    """Plot one curve of a results file: the mean over seeds per series, with a ±1 std band."""
+    """Plot one curve of a results file: the mean over seeds per series, with a ±1 std band; with
+    ``per_seed`` (and curves saved with :func:`reproductions.claims.statistics.curve_stats`'s
+    ``keep_seeds``) every seed's curve as a thin line of the series' colour instead of the band."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -412,6 +436,11 @@ def plot_curves(
     for color, (name, g) in zip(colors, df.groupby("series", sort=False)):
         g = g.dropna(subset=["mean"])
         sns.lineplot(x=g["x"], y=g["mean"], ax=ax, label=name, color=color)
+        seeds = c["series"][name].get("per_seed") if per_seed else None
+        if seeds:
+            for curve_of_seed in seeds:
+                ax.plot(c["x"], [_nan_if_none(v) for v in curve_of_seed], color=color, alpha=0.35, linewidth=0.7)
+            continue
         std = g["std"].fillna(0.0)
         ax.fill_between(g["x"], g["mean"] - std, g["mean"] + std, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel(c["x_label"])
@@ -419,8 +448,127 @@ def plot_curves(
     if logy:
         ax.set_yscale("log")
     n = len(res["seeds"])
-    ax.set_title(title or f"{curve} (mean ± std over {n} seed{'s' if n != 1 else ''})")
+    spread = "thin lines: each seed" if per_seed else "band: ± std"
+    ax.set_title(title or f"{curve} (mean over {n} seed{'s' if n != 1 else ''}; {spread})")
     return ax
+
+
+# --------------------------------------------------------------------------------------------------
+# paired comparisons (reproductions.claims.paired)
+# --------------------------------------------------------------------------------------------------
+def paired_comparisons(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The comparisons of a results file decided on paired seeds (those with a ``paired`` record)."""
+    return [c for c in res["comparisons"] if isinstance(c.get("paired"), dict)]
+
+
+def paired_table(res: dict[str, Any]):
+    """One row per paired comparison: the claim, the test and its effect or margin (fixed before the run),
+    the mean paired difference and its 95 % interval, the seeds, the power at the observed spread, the
+    verdict, whether it is fragile (a seed left out flips it) and the seeds a "not testable" claim needs."""
+    import pandas as pd
+
+    rows = []
+    for c in paired_comparisons(res):
+        ours = c.get("ours") or {}
+        power = c.get("power") or {}
+        a, b = c.get("labels", ["a", "b"])
+        rows.append(
+            {
+                "claim": c["claim"],
+                "d = a - b": f"{a} − {b}",
+                "test": c["test"],
+                "effect / margin": f"{_num(c['effect'])} {c['unit']}"
+                + (f" ({_num(c['effect_images'])} test images)" if c.get("effect_images") is not None else ""),
+                "mean d": ours.get("mean_difference"),
+                "95% low": ours.get("low"),
+                "95% high": ours.get("high"),
+                "seeds": ours.get("n"),
+                "power": power.get("at_n"),
+                "verdict": c["verdict"],
+                "fragile": c.get("fragile"),
+                "seeds needed": (c.get("needs") or {}).get("seeds"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_paired(res: dict[str, Any], axes: Any = None, *, ncols: int = 3):
+    """One panel per paired comparison: each seed's difference d = a − b (dots), their mean with its 95 %
+    interval (bar), zero (grey) and the effect of interest or the margin(s) (dashed), with the verdict in
+    the title. Returns the axes (None when the results hold no paired comparison)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    comps = paired_comparisons(res)
+    if not comps:
+        return None
+    if axes is None:
+        cols = min(ncols, len(comps))
+        rows = math.ceil(len(comps) / cols)
+        _, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    flat = list(np.ravel(axes))
+    for ax, c in zip(flat, comps):
+        d = [_nan_if_none(v) for v in c["paired"]["d"]]
+        ax.scatter(range(len(d)), d, color="tab:blue", s=18, zorder=3, label="per seed")
+        ours = c.get("ours") or {}
+        m, low, high = ours.get("mean_difference"), ours.get("low"), ours.get("high")
+        x_mean = len(d) + 0.5
+        if m is not None:
+            if low is not None and high is not None:
+                ax.errorbar([x_mean], [m], yerr=[[m - low], [high - m]], fmt="o", color="black", capsize=4)
+            else:
+                ax.plot([x_mean], [m], "o", color="black")
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        e = c["effect"]
+        if c["test"] == "equivalent":
+            for v in (-e, e):
+                ax.axhline(v, color="tab:red", linestyle="--", linewidth=0.8)
+        else:
+            ax.axhline(e, color="tab:red", linestyle="--", linewidth=0.8)
+        ax.set_xticks([*range(len(d)), x_mean])
+        ax.set_xticklabels([*map(str, c["paired"]["seeds"]), "mean"], fontsize=7)
+        a, b = c.get("labels", ["a", "b"])
+        ax.set_ylabel(f"{a} − {b} ({c['unit']})", fontsize=8)
+        fragile = ", fragile" if c.get("fragile") else ""
+        title = c["claim"] if len(c["claim"]) <= 60 else c["claim"][:57] + "..."
+        ax.set_title(f"{title}\n{c['verdict']}{fragile}", fontsize=8)
+    for ax in flat[len(comps) :]:
+        ax.set_visible(False)
+    return axes
+
+
+def pilot_markdown(res: dict[str, Any]) -> str:
+    """The pilot that chose the number of seeds, in words (or why there was none), and the disclosures."""
+    pilot = res.get("pilot")
+    lines: list[str] = []
+    if not pilot:
+        lines.append("*No pilot recorded for this experiment.*")
+    elif "skipped" in pilot:
+        lines.append(f"*No pilot:* {pilot['skipped']}.")
+    else:
+        lines.append(
+            f"**Pilot.** Seeds {', '.join(map(str, pilot['pilot_seeds']))} (not reused) estimated the spread of the "
+            f"paired differences; rule: {pilot['rule']}. The run used **{pilot['n']} seeds** "
+            f"({', '.join(map(str, pilot['seeds']))})"
+            + (f"; the budget capped it (at most {pilot['maximum']})." if pilot.get("capped") else ".")
+        )
+        for c in pilot["claims"]:
+            needed = "no number of seeds" if c["needed"] is None else f"{c['needed']} seeds"
+            power = c.get("power_at_n")
+            lines.append(
+                f"- *{c['claim']}* ({c['test']}, effect/margin {_num(c['effect'])}): pilot paired sd {_num(c['sd'])}, "
+                f"mean {_num(c['mean'])}; needs {needed} for {pilot['power']:.0%} power"
+                + (f"; power with {pilot['n']} seeds: {power:.0%}" if power is not None else "")
+            )
+    disclosures = res.get("disclosures")
+    if disclosures is not None:
+        lines.append("")
+        if disclosures:
+            lines.append("**Changed after seeing results:**")
+            lines += [f"- {d}" for d in disclosures]
+        else:
+            lines.append("**Changed after seeing results:** nothing (every rule, margin and setting was fixed before).")
+    return "\n".join(lines)
 
 
 def plot_ours_vs_published(res: dict[str, Any], *, ax: Any = None, title: str | None = None):

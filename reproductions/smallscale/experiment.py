@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reproductions.claims import provenance
-from reproductions.claims.results import write_results
+from reproductions.claims.results import RESULTS_ROOT_ENV, write_results
 from reproductions.errors import UserError, run_cli
 from reproductions.smallscale.data import Dataset
 from reproductions.smallscale.parallel import default_workers, set_threads
@@ -49,9 +49,6 @@ __all__ = [
 DEFAULT_SEEDS = (0, 1, 2)
 RUNS_DIR = provenance.REPO_ROOT / "runs"
 """Runs that are not committed: ``quick/<paper>/`` and ``reproduce/<machine-id>/<paper>/``."""
-RESULTS_ROOT_ENV = "NORMCORE_RESULTS_ROOT"
-"""Environment variable naming another folder to hold the committed ``<paper>/results/`` folders (the
-tests use it to run the whole ``--update-committed`` path into a temporary folder)."""
 
 
 def resolve_seeds(seeds: Sequence[int] | None, quick: bool) -> list[int]:
@@ -166,9 +163,14 @@ def finish_experiment(
     curves: dict[str, Any] | None = None,
     notes: Sequence[str] = (),
     timings: dict[str, float] | None = None,
+    pilot: dict[str, Any] | None = None,
+    disclosures: Sequence[str] | None = None,
 ) -> Path:
     """Assemble a results file with its manifest and write it (validated, atomically). ``timings``
-    (e.g. ``{"cpu_seconds": ...}``) go to the manifest, outside the hashed ``config``."""
+    (e.g. ``{"cpu_seconds": ...}``) go to the manifest, outside the hashed ``config``. ``pilot``: the
+    plan that chose the seeds (:func:`reproductions.claims.paired.plan_seeds`, or ``{"skipped": why}``);
+    ``disclosures``: every rule, margin or setting changed after seeing results (an empty list states
+    that none was)."""
     results: dict[str, Any] = {
         "schema_version": 1,
         "paper": paper,
@@ -189,6 +191,10 @@ def finish_experiment(
         results["curves"] = curves
     if notes:
         results["notes"] = list(notes)
+    if pilot is not None:
+        results["pilot"] = pilot
+    if disclosures is not None:
+        results["disclosures"] = list(disclosures)
     return write_results(path, results)
 
 

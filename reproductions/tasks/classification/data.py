@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from reproductions.errors import UserError, run_cli
+from reproductions.errors import DataError, run_cli
 from reproductions.tasks.imagenet_stats import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -67,9 +67,6 @@ _PCA_EIGVEC = (
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DATASETS = ("imagenet", "imagefolder", "cifar10", "cifar100", "svhn")
 
-
-class DataError(UserError, RuntimeError):
-    """Missing or malformed data; the message names the path and the fix."""
 
 
 class Lighting:
