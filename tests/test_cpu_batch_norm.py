@@ -1,17 +1,18 @@
-"""The BN paper's Figure 1 experiment (reproductions/batch_norm/cpu.py) and the shared CPU toolkit it
-runs on (reproductions/smallscale/: mini-batches, the training loop, curve statistics, the parallel
-runner)."""
+"""The BN paper's Figure 1 experiment (reproductions/batch_norm/cpu.py, fig1.py) and the shared CPU toolkit it
+runs on (reproductions/smallscale/: mini-batches, the training loop, curve statistics, the parallel runner)."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 import torch
 
 from reproductions.batch_norm import cpu as bn_cpu
+from reproductions.batch_norm import fig1
 from reproductions.claims.results import VERDICTS, load_results
 from reproductions.claims.statistics import curve_stats
 from reproductions.claims.verdicts import overall_verdict, seed_verdict
@@ -30,30 +31,101 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 # --------------------------------------------------------------------------------------------------
-# the experiment, end to end
+# the experiment, end to end (generated data in Fashion-MNIST's format)
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_quick_run_trains_and_writes_a_valid_results_file(tmp_path):
-    paths = bn_cpu.run(quick=True, out_dir=str(tmp_path))
-    res = load_results(paths[0])  # validates against the schema
-    assert res["scale"] == "quick" and res["seeds"] == [0]
-    assert res["paper"] == "batch_norm" and res["experiment"] == "mnist_fig1"
-    assert "binarized at 0.5" in res["dataset"]["split"]
-    for net in bn_cpu.NETS:
-        loss = res["curves"]["train_loss"]["series"][net]["mean"]
-        assert loss[0] is None  # nothing trained yet at step 0
-        assert loss[-1] < loss[1], f"{net}: training loss did not fall ({loss})"
-    assert res["curves"]["test_accuracy"]["x"] == [0, 100, 200, 300]
-    assert len(res["comparisons"]) == 3
-    for comp in res["comparisons"]:
-        assert comp["verdict"] in VERDICTS and comp["rule"]
-    assert res["verdict"]["status"] in VERDICTS
-    figure = tmp_path / res["figures"][0]
-    assert figure.read_bytes()[:8] == PNG_MAGIC
+def test_quick_run_pilots_plans_and_writes_both_results_files(tmp_path, fashion_mnist_dir):
+    paths = bn_cpu.run(quick=True, data=str(fashion_mnist_dir), out_dir=str(tmp_path))
+    assert [p.name for p in paths] == ["fashion_fig1.json", "fashion_fig1.png", "mnist_fig1.json", "mnist_fig1.png"]
+    for name in (bn_cpu.FASHION, bn_cpu.MNIST5K):
+        res = load_results(tmp_path / f"{name}.json")  # validates against the schema
+        assert res["scale"] == "quick" and res["experiment"] == name
+        assert res["pilot"]["pilot_seeds"] == [1000, 1001] and res["pilot"]["seeds"] == res["seeds"] == [0, 1]
+        assert [sorted(v["a"]) for v in res["pilot"]["values"]] == [["1000", "1001"]] * 3  # per-seed pilot values
+        assert [c["effect"] for c in res["pilot"]["claims"]] == [c.effect for c in bn_cpu.CLAIMS]
+        assert res["disclosures"] == bn_cpu.DISCLOSURES[name]
+        assert [c["key"] for c in res["comparisons"]] == ["accuracy", "speed", "stability"]
+        for comp, claim in zip(res["comparisons"], bn_cpu.CLAIMS):
+            assert comp["test"] == "greater" and comp["effect"] == claim.effect and comp["verdict"] in VERDICTS
+            assert comp["paired"]["seeds"] == [0, 1] and len(comp["paired"]["d"]) == 2
+        assert res["verdict"]["status"] in VERDICTS and "paired seeds" in res["verdict"]["summary"]
+        acc = res["curves"]["test_accuracy"]
+        assert acc["x"] == [0, 20, 40, 60]
+        assert all(len(s["per_seed"]) == 2 for s in acc["series"].values())
+        for net in bn_cpu.NETS:
+            loss = res["curves"]["train_loss"]["series"][net]["mean"]
+            assert loss[0] is None and loss[-1] < loss[1], f"{name} {net}: training loss did not fall ({loss})"
+        assert (tmp_path / res["figures"][0]).read_bytes()[:8] == PNG_MAGIC
+    fashion = load_results(tmp_path / "fashion_fig1.json")
+    assert fashion["dataset"]["name"] == "Fashion-MNIST" and fashion["comparisons"][0]["n_eval"] == 400
+    mnist = load_results(tmp_path / "mnist_fig1.json")
+    assert "binarized at 0.5" in mnist["dataset"]["split"] and mnist["comparisons"][0]["n_eval"] == 1000
+
+
+@pytest.mark.slow
+def test_given_seeds_skip_the_pilot(tmp_path, fashion_mnist_dir):
+    bn_cpu.run(quick=True, seeds=[3, 4], data=str(fashion_mnist_dir), out_dir=str(tmp_path))
+    res = load_results(tmp_path / "fashion_fig1.json")
+    assert res["pilot"] == {"skipped": "--seeds given"} and res["seeds"] == [3, 4]
 
 
 # --------------------------------------------------------------------------------------------------
-# pieces of the experiment
+# the protocol against the paper's text
+# --------------------------------------------------------------------------------------------------
+def test_protocol_is_the_papers_section_4_1():
+    """§4.1: "3 fully-connected hidden layers with 100 activations each ... sigmoid nonlinearity ... weights W
+    initialized to small random Gaussian values ... We trained the network for 50000 steps, with 60 examples per
+    mini-batch"; Fig. 1(b, c): "{15, 50, 85}th percentiles" of "one typical activation from the last hidden
+    layer". 50,000 steps of 60 are 50 epochs of MNIST's 60,000 training images; MNIST-5k gets 50 epochs too."""
+    fashion, mnist = bn_cpu.CONFIGS[bn_cpu.FASHION], bn_cpu.CONFIGS[bn_cpu.MNIST5K]
+    for cfg in (fashion, mnist):
+        assert cfg.batch_size == 60 and cfg.hidden == (100, 100, 100) and cfg.activation == "sigmoid"
+        assert cfg.percentiles == (15.0, 50.0, 85.0)
+        assert cfg.optimizer == "SGD" and cfg.momentum == 0.0 and cfg.weight_decay == 0.0 and cfg.lr == 0.1
+        assert 0 < cfg.init_std <= 0.1  # "small random Gaussian values"
+        assert cfg.threshold_accuracy == bn_cpu.THRESHOLD_ACCURACY
+    assert fashion.steps == 50_000 == 50 * 60_000 // fashion.batch_size
+    assert fashion.binarize_threshold is None and fashion.dataset == "fashion_mnist"
+    assert mnist.steps == 50 * (4_000 // mnist.batch_size) and mnist.binarize_threshold == 0.5
+    assert bn_cpu.NETS == {"no BN": None, "BN": "bn"}
+    model, _ = fig1.build_net("BN", 0, fashion)
+    hidden = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in hidden] == [(784, 100), (100, 100), (100, 100), (100, 10)]
+    assert all(isinstance(a, torch.nn.Sigmoid) for a in model.acts)
+    w = hidden[0].weight.detach()
+    assert abs(w.std().item() - fashion.init_std) < 0.005 and abs(w.mean().item()) < 0.005
+
+
+def test_effects_and_budget_are_fixed_positive_constants():
+    assert [c.key for c in bn_cpu.CLAIMS] == ["accuracy", "speed", "stability"]
+    assert bn_cpu.ACCURACY_EFFECT == 0.5 and bn_cpu.SPEEDUP_EFFECT == 1.0
+    assert pytest.approx(math.log2(1.5)) == bn_cpu.DRIFT_EFFECT
+    assert all(c.effect > 0 for c in bn_cpu.CLAIMS)
+    assert all(n >= 5 for n in bn_cpu.MAX_SEEDS.values())  # plan_seeds runs at least 5
+    for name, seeds in bn_cpu.PILOT_SEEDS.items():
+        assert len(seeds) >= 2 and min(seeds) >= bn_cpu.MAX_SEEDS[name]  # never a run seed
+
+
+# --------------------------------------------------------------------------------------------------
+# pairing: same seed -> same initial weights and the same mini-batches for both nets
+# --------------------------------------------------------------------------------------------------
+def test_both_nets_of_a_seed_start_from_the_same_weights_and_see_the_same_batches():
+    cfg = bn_cpu.CONFIGS[bn_cpu.FASHION]
+    bn, order_bn = fig1.build_net("BN", 7, cfg)
+    plain, order_plain = fig1.build_net("no BN", 7, cfg)
+    weights = lambda m: [x.weight for x in m.modules() if isinstance(x, torch.nn.Linear)]  # noqa: E731
+    assert all(torch.equal(a, b) for a, b in zip(weights(bn), weights(plain)))
+    assert all(float(lin.bias.detach().abs().max()) == 0.0 for lin in plain.linears)
+    assert torch.equal(torch.randperm(100, generator=order_bn), torch.randperm(100, generator=order_plain))
+    other, order_other = fig1.build_net("BN", 8, cfg)
+    assert not torch.equal(weights(other)[0], weights(bn)[0])
+    assert not torch.equal(
+        torch.randperm(100, generator=order_other), torch.randperm(100, generator=fig1.build_net("BN", 7, cfg)[1])
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# the per-seed measures and the comparisons
 # --------------------------------------------------------------------------------------------------
 def _dataset(x: torch.Tensor) -> Dataset:
     y = torch.zeros(x.shape[0], dtype=torch.long)
@@ -61,7 +133,7 @@ def _dataset(x: torch.Tensor) -> Dataset:
 
 
 def test_binarize_thresholds_strictly_above():
-    ds = bn_cpu.binarize(_dataset(torch.tensor([[0.0, 0.5, 0.51, 1.0]])), 0.5)
+    ds = fig1.binarize(_dataset(torch.tensor([[0.0, 0.5, 0.51, 1.0]])), 0.5)
     assert ds.x_train.tolist() == [[0.0, 0.0, 1.0, 1.0]]
     assert ds.x_test.tolist() == [[0.0, 0.0, 1.0, 1.0]]
     assert "binarized at 0.5" in ds.split
@@ -86,39 +158,67 @@ def test_relative_drift_is_scale_free():
     assert np.allclose(bn_cpu.relative_drift(pct, steps, 1), bn_cpu.relative_drift(10 * pct, steps, 1))
 
 
-def _fake_runs(bn_final: list[float], plain_final: list[float], bn_wobble: float, plain_wobble: float):
-    cfg = bn_cpu.Fig1Config(steps=100, eval_every=10)
+def _fake_run(net: str, seed: int, final: float, speed: float, wobble: float) -> dict:
+    """A run whose accuracy climbs by ``speed`` per evaluation up to ``final`` and whose sigmoid input (2 units,
+    width 2) moves by ``wobble`` per evaluation."""
     steps = list(range(0, 101, 10))
-    runs = []
-    for seed, (b, p) in enumerate(zip(bn_final, plain_final)):
-        for net, final, wobble in (("BN", b, bn_wobble), ("no BN", p, plain_wobble)):
-            acc = [min(final, 0.1 + 0.2 * i) for i in range(len(steps))]
-            pct = [[[-1 + wobble * i], [wobble * i], [1 + wobble * i]] for i in range(len(steps))]
-            runs.append({"net": net, "seed": seed, "steps": steps, "test_accuracy": acc, "percentiles": pct})
-    return runs, cfg
+    pct = [[[-1 + wobble * i] * 2, [wobble * i] * 2, [1 + wobble * i] * 2] for i in range(len(steps))]
+    return {
+        "net": net, "seed": seed, "steps": steps, "train_loss": [float("nan")] + [1.0] * 10,
+        "test_accuracy": [min(final, 0.1 + speed * i) for i in range(len(steps))], "test_nll": [1.0] * 11,
+        "train_seconds": 1.0, "percentile_steps": steps, "percentiles": pct,
+    }  # fmt: skip
 
 
-def test_compare_reproduced_when_bn_wins_in_every_seed():
-    runs, cfg = _fake_runs([0.95, 0.96, 0.97], [0.90, 0.91, 0.92], bn_wobble=0.0, plain_wobble=0.1)
-    for r in runs:
-        r["train_seconds"] = 1.0
-    out = bn_cpu.compare(runs, [0, 1, 2], cfg)
+def _fake_runs(seeds, bn, plain):
+    return [_fake_run("BN", s, *bn(s)) for s in seeds] + [_fake_run("no BN", s, *plain(s)) for s in seeds]
+
+
+CFG = fig1.Fig1Config(steps=100, eval_every=10, percentile_every=10, threshold_accuracy=0.85)
+
+
+def test_compare_reproduces_the_claims_when_bn_wins_clearly_in_every_seed():
+    seeds = [0, 1, 2, 3, 4]
+    runs = _fake_runs(
+        seeds, lambda s: (0.90 + 0.001 * s, 0.4, 0.01 + 0.001 * s), lambda s: (0.87 - 0.002 * s, 0.1, 0.1)
+    )
+    out = bn_cpu.compare(runs, seeds, CFG, n_test=10_000)
     assert [c["verdict"] for c in out["comparisons"]] == ["reproduced"] * 3
     assert out["verdict"]["status"] == "reproduced"
-    # the BN curve 0.1, 0.3, ..., 0.9 (step 40), then its final value: reaches 0.90 at step 40, 0.91 at 50
-    assert out["metrics"]["steps_bn_reaches_no_bn_final_accuracy"]["values"] == [40.0, 50.0, 50.0]
+    acc, speed, _ = out["comparisons"]
+    assert acc["ours"]["mean_difference"] == pytest.approx(100 * (0.902 - 0.866))  # in points
+    # BN reaches 0.85 at step 20 (0.1 + 2 * 0.4, capped at its final 0.90), the plain net at step 80 (0.1 + 8 * 0.1)
+    assert speed["paired"]["d"] == [pytest.approx(math.log2(80 / 20))] * 5
+    assert speed["paired"]["summary"]["t"] is None  # infinite t (no spread) is not written as JSON infinity
+    assert out["metrics"]["steps_to_threshold_bn"]["values"] == [20.0] * 5
+    json.dumps(out, allow_nan=False)
 
 
-def test_compare_partly_when_bn_wins_only_on_average_and_not_when_it_loses():
-    runs, cfg = _fake_runs([0.99, 0.89, 0.97], [0.90, 0.91, 0.92], bn_wobble=0.2, plain_wobble=0.1)
-    for r in runs:
-        r["train_seconds"] = 1.0
-    out = bn_cpu.compare(runs, [0, 1, 2], cfg)
-    accuracy, speed, stability = (c["verdict"] for c in out["comparisons"])
-    assert accuracy == "partly reproduced"  # higher in the mean, lower in seed 1
-    assert speed == "not reproduced"  # seed 1 never reaches 0.91
-    assert stability == "not reproduced"  # the BN distribution moves more
-    assert out["verdict"]["status"] == "partly reproduced"
+def test_a_net_that_never_reaches_the_threshold_counts_as_reaching_it_at_the_last_step():
+    run = _fake_run("no BN", 0, 0.80, 0.1, 0.0)
+    assert fig1.steps_to_threshold(run, 0.85) is None
+    assert fig1.log2_steps_to_threshold(run, CFG) == math.log2(CFG.steps)
+    seeds = [0, 1, 2]
+    runs = _fake_runs(seeds, lambda s: (0.9, 0.4, 0.0), lambda s: (0.8 + 0.001 * s, 0.1, 0.1))
+    speed = bn_cpu.compare(runs, seeds, CFG, n_test=1000)["comparisons"][1]
+    assert speed["not_reached"] == {"no BN": [0, 1, 2], "BN": []}
+
+
+def test_compare_does_not_reproduce_a_bn_that_loses():
+    seeds = [0, 1, 2, 3, 4]
+    runs = _fake_runs(seeds, lambda s: (0.80 - 0.001 * s, 0.1, 0.2), lambda s: (0.88 + 0.001 * s, 0.4, 0.0))
+    out = bn_cpu.compare(runs, seeds, CFG, n_test=10_000)
+    assert [c["verdict"] for c in out["comparisons"]] == ["not reproduced"] * 3
+    assert out["verdict"]["status"] == "not reproduced"
+
+
+def test_pilot_entries_count_a_diverged_run_as_the_claims_fixed_value():
+    seeds = [1000, 1001]
+    runs = _fake_runs(seeds, lambda s: (0.9, 0.4, 0.0), lambda s: (0.85, 0.1, 0.1))
+    runs[0]["test_accuracy"][-1] = float("nan")  # BN seed 1000 diverged
+    entries = bn_cpu.pilot_entries(runs, seeds, CFG)
+    assert entries[0]["a"][1000] == bn_cpu.DIVERGED_ACCURACY and entries[0]["a"][1001] == pytest.approx(90.0)
+    assert [e["effect"] for e in entries] == [c.effect for c in bn_cpu.CLAIMS]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -199,10 +299,13 @@ def test_curve_stats_and_first_step_reaching():
 
 
 @pytest.mark.slow
-def test_parallel_runs_give_the_numbers_of_serial_runs():
+def test_parallel_runs_give_the_numbers_of_serial_runs(fashion_mnist_dir):
     """The same jobs in two spawned one-thread workers and in this process agree exactly."""
-    config = bn_cpu.Fig1Config(steps=30, eval_every=15).__dict__
-    jobs = [{"net": net, "seed": 1, "config": config, "data": None} for net in bn_cpu.NETS]
+    config = asdict(replace(bn_cpu.CONFIGS[bn_cpu.FASHION], steps=30, eval_every=15, percentile_every=15))
+    jobs = [
+        {"experiment": "fashion_fig1", "net": net, "seed": 1, "config": config, "data": str(fashion_mnist_dir)}
+        for net in bn_cpu.NETS
+    ]
     serial = parallel_map(bn_cpu.train_net, jobs, workers=1, total=60)
     parallel = parallel_map(bn_cpu.train_net, jobs, workers=2, total=60)
     for run in serial + parallel:

