@@ -11,7 +11,40 @@ import torch
 
 from reproductions.tasks.stylization.losses import resize_short_side
 
-__all__ = ["Photograph", "center_crop", "load_photograph", "random_crops", "resize_short_side"]
+__all__ = [
+    "NATURAL_PHOTOGRAPHS",
+    "Photograph",
+    "alternate_split",
+    "center_crop",
+    "load_photograph",
+    "random_crops",
+    "resize_short_side",
+]
+
+NATURAL_PHOTOGRAPHS = (
+    "astronaut",
+    "brick",
+    "camera",
+    "cell",
+    "chelsea",
+    "clock",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "hubble_deep_field",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "stereo_motorcycle",
+    "text",
+)
+"""Every photograph that ships inside scikit-image's wheel (no download, no ``pooch``) with a short side of
+at least 128 px, in alphabetical order. Left out: ``immunohistochemistry`` (the stylization experiment's
+style image), ``cat`` (the same picture as ``chelsea``), synthetic images (``checkerboard``, ``colorwheel``,
+``logo``, ``shepp_logan_phantom``, ``binary_blobs``), the binary silhouette ``horse``, ``microaneurysms``
+(102 px) and ``lfw_subset`` (25 px faces)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +75,13 @@ def load_photograph(name: str) -> Photograph:
         arr = np.repeat(arr[..., None], 3, axis=2)
     image = torch.from_numpy(np.ascontiguousarray(arr[..., :3], dtype=np.float32)).permute(2, 0, 1)
     return Photograph(name, image.clamp(0, 1))
+
+
+def alternate_split(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A split fixed by a rule rather than by choice: sort ``names`` alphabetically and put every second one
+    (positions 1, 3, 5, ...) in the held-out part. Returns ``(train, held_out)``."""
+    ordered = sorted(names)
+    return tuple(ordered[0::2]), tuple(ordered[1::2])
 
 
 def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
