@@ -11,8 +11,14 @@ NormProp normalizes with *parametric* estimates instead of batch statistics (§3
    :math:`(\max(0, u) - \sqrt{1/(2\pi)}) / \sqrt{\frac12(1 - \frac1\pi)}` (:class:`NormPropReLU`).
 
 No batch statistics are used, so it trains at batch size 1 and is the same in train and eval mode.
-The paper's body (experiments, exact initialisation) is not publicly transcribed; choices here that
-the abstract and derivations do not fix are named options (``gamma_init``), see papers/normprop/.
+
+``gamma`` starts at :data:`GAMMA_INIT` :math:`= \sqrt{1 - 1/\pi} \approx 1/1.21`, the value the paper's
+experiments are reported to use (1/1.21; the body was not available to us to check the text, see
+papers/normprop/). It is derivable from the ReLU re-normalization of step 3: the Jacobian of one block
+:math:`h = (\max(0, \gamma W x/\lVert W\rVert + \beta) - \mu_r)/\sigma_r` with respect to a unit-covariance
+input has :math:`E[(J J^T)_{ii}] = \gamma_i^2 P(u_i > 0) / \sigma_r^2 = \gamma_i^2 / (1 - 1/\pi)` at
+:math:`\beta = 0`, which is 1 (no growth or decay of gradients through depth) at
+:math:`\gamma_i = \sqrt{1 - 1/\pi} = 0.8257 = 1/1.2111`. ``gamma_init=1.0`` gives the plain start.
 """
 
 from __future__ import annotations
@@ -26,7 +32,11 @@ from torch import nn
 from normcore import functional as Fn
 from normcore._validation import NotScriptable, check_float
 
-__all__ = ["NormPropConv2d", "NormPropInputNorm", "NormPropLinear", "NormPropReLU"]
+GAMMA_INIT: float = math.sqrt(1.0 - 1.0 / math.pi)
+r"""NormProp's initial :math:`\gamma`, :math:`\sqrt{1 - 1/\pi} = 0.8257 \approx 1/1.21`: the value that makes
+the expected squared Jacobian of a NormProp layer + re-normalized ReLU equal to 1 (module docstring)."""
+
+__all__ = ["GAMMA_INIT", "NormPropConv2d", "NormPropInputNorm", "NormPropLinear", "NormPropReLU"]
 
 
 def _init_rows(weight: torch.Tensor) -> None:
@@ -41,7 +51,7 @@ class NormPropLinear(NotScriptable, nn.Linear):
     :math:`u_i = \gamma_i \frac{W_i^T x}{\lVert W_i \rVert_2} + \beta_i`.
 
     ``weight`` keeps its raw scale (row norms are divided out in ``forward``); ``gamma`` starts at
-    ``gamma_init`` (1.0), ``bias`` is :math:`\beta` (starts at 0). Reference formula:
+    ``gamma_init`` (:data:`GAMMA_INIT`, 1/1.21), ``bias`` is :math:`\beta` (starts at 0). Reference formula:
     :func:`normcore.reference.normprop_linear`.
     """
 
@@ -51,7 +61,7 @@ class NormPropLinear(NotScriptable, nn.Linear):
         out_features: int,
         bias: bool = True,
         *,
-        gamma_init: float = 1.0,
+        gamma_init: float = GAMMA_INIT,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
@@ -84,7 +94,7 @@ class NormPropConv2d(NotScriptable, nn.Conv2d):
         bias: bool = True,
         padding_mode: str = "zeros",
         *,
-        gamma_init: float = 1.0,
+        gamma_init: float = GAMMA_INIT,
         device: Any = None,
         dtype: Any = None,
     ) -> None:

@@ -423,8 +423,15 @@ def test_bn_inception_spatial_sizes_at_224():
 # --------------------------------------------------------------------------------------------------
 # NIN with NormProp (NormProp §3, §5)
 # --------------------------------------------------------------------------------------------------
+def test_nin_normprop_starts_gamma_at_the_papers_one_over_1_21():
+    gammas = [m.gamma for m in M.nin(norm="normprop", width=8).modules() if isinstance(m, normcore.NormPropConv2d)]
+    assert len(gammas) == 9 and all(torch.all(g == normcore.normprop.GAMMA_INIT) for g in gammas)
+    assert abs(normcore.normprop.GAMMA_INIT - 1 / 1.21) < 2e-3
+
+
 def test_nin_normprop_preactivations_at_init():
-    model = M.nin(norm="normprop").eval()
+    # gamma 1 (not the default 1/1.21): the forward pass is then exactly normalized in block 1
+    model = M.nin(norm="normprop", norm_kwargs={"gamma_init": 1.0}).eval()
     assert _count(model, normcore.NormPropConv2d) == 9 and _count(model, normcore.NormPropReLU) == 8
     assert all(isinstance(m.norm, nn.Identity) and m.conv.bias is not None for m in model.modules()
                if isinstance(m, M.ConvNormAct))  # fmt: skip

@@ -95,9 +95,27 @@ def _preactivation_stats(layers: list[nn.Module], x: torch.Tensor) -> list[tuple
     return stats
 
 
+def test_gamma_init_is_one_over_1_21_and_gives_a_unit_jacobian():
+    """The preset gamma, sqrt(1 - 1/pi) = 1/1.2111 (the paper's 1/1.21), makes one NormProp layer + re-normalized
+    ReLU have E[(J J^T)_ii] = gamma^2 P(u > 0) / sigma_r^2 = 1 on N(0, I) input: checked in closed form and by
+    Monte Carlo (2048 samples of a 256-unit layer: the mean diagonal of J J^T within 0.03 of 1; it is
+    gamma^2 / (1 - 1/pi) times the fraction of active units, whose standard error is ~0.001 here)."""
+    gamma = nc.normprop.GAMMA_INIT
+    assert abs(gamma - 1 / 1.21) < 2e-3
+    assert abs(gamma**2 * 0.5 / Fn.RELU_VAR - 1.0) < 1e-12
+    torch.manual_seed(0)
+    layer = nc.NormPropLinear(256, 256)
+    assert torch.all(layer.gamma == gamma)
+    x = torch.randn(2048, 256)
+    with torch.no_grad():
+        active = (layer(x) > 0).double()  # dh_i/dx = gamma_i 1(u_i > 0) W_i / (|W_i| sigma_r)
+    jj_diag = layer.gamma.detach().double() ** 2 * active / Fn.RELU_VAR
+    assert float(jj_diag.mean()) == pytest.approx(1.0, abs=0.03)
+
+
 def test_deep_normprop_mlp_keeps_preactivations_standard_at_init():
-    """10 NormProp layers of width 512 on N(0, I) input (4096 samples): every layer's pre-activation
-    has |mean| < 0.02 and |std - 1| < 0.06.
+    """10 NormProp layers of width 512 (gamma 1, the forward closed forms' own setting) on N(0, I) input
+    (4096 samples): every layer's pre-activation has |mean| < 0.02 and |std - 1| < 0.06.
 
     Why not exact: NormProp's derivation assumes each layer's input has identity covariance. After a
     ReLU the D units of a finite-width layer are correlated (two units share the same input x, so
@@ -109,7 +127,7 @@ def test_deep_normprop_mlp_keeps_preactivations_standard_at_init():
     512; a scale error in the constants (e.g. dividing by the variance instead of the std) moves the
     std by > 0.2 per layer and fails at once."""
     torch.manual_seed(0)
-    layers = [nc.NormPropLinear(512, 512) for _ in range(10)]
+    layers = [nc.NormPropLinear(512, 512, gamma_init=1.0) for _ in range(10)]
     x = torch.randn(4096, 512)
     for depth, (mean, std) in enumerate(_preactivation_stats(layers, x), 1):
         assert abs(mean) < 0.02, f"layer {depth}: mean {mean}"
@@ -128,7 +146,7 @@ def test_deep_normprop_convnet_keeps_preactivations_standard_at_init():
     288, and adjacent outputs share 6 of their 9 taps). Measured over seeds 0-4: max |mean| 0.018,
     max |std - 1| 0.023 (64 channels: 0.015 and 0.031); the bounds leave ~3x margin."""
     torch.manual_seed(0)
-    layers = [nc.NormPropConv2d(32, 32, 3, padding=1, padding_mode="circular") for _ in range(10)]
+    layers = [nc.NormPropConv2d(32, 32, 3, padding=1, padding_mode="circular", gamma_init=1.0) for _ in range(10)]
     x = torch.randn(16, 32, 16, 16)
     for depth, (mean, std) in enumerate(_preactivation_stats(layers, x), 1):
         assert abs(mean) < 0.05, f"layer {depth}: mean {mean}"
@@ -139,7 +157,7 @@ def test_zero_padding_shrinks_the_first_layer_variance_as_predicted():
     """A 3x3 conv with zero padding on an HxW map sees (3H-2)(3W-2)/(9HW) of its taps on average, so
     the pooled pre-activation variance is that fraction: (46/48)^2 = 0.918 on 16x16."""
     torch.manual_seed(0)
-    conv = nc.NormPropConv2d(32, 32, 3, padding=1)
+    conv = nc.NormPropConv2d(32, 32, 3, padding=1, gamma_init=1.0)
     with torch.no_grad():
         u = conv(torch.randn(16, 32, 16, 16))
     assert u.var().item() == pytest.approx((46 / 48) ** 2, abs=0.02)

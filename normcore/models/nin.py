@@ -38,13 +38,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
 from normcore.models.common import ConvNormAct, init_conv_he, make_norm_layer, reset_norm_affine
-from normcore.normprop import NormPropConv2d, NormPropInputNorm, NormPropReLU
+from normcore.normprop import GAMMA_INIT, NormPropConv2d, NormPropInputNorm, NormPropReLU
 from normcore.registry import NormSpec, canonical_name
 
 __all__ = ["NIN", "nin"]
@@ -103,20 +104,26 @@ def nin(
         norm: ``"normprop"``, ``"bn"`` (or another registry norm / config / callable), or ``None``.
         width: C, the width of the mlpconv layers (NIN: 192); smaller for CPU-scale runs.
         dropout: after the first two pooling layers.
-        norm_kwargs: passed to every registry norm (not used by NormProp).
+        norm_kwargs: passed to every registry norm; with NormProp only ``{"gamma_init": g}``, the initial
+            gamma of every NormProp conv (default :data:`normcore.normprop.GAMMA_INIT`, the paper's 1/1.21;
+            ``1.0`` makes block 1 start exactly N(0, 1)).
 
-    Init: NormProp layers as :class:`normcore.NormPropConv2d` (Gaussian filters, gamma 1, beta 0); the
+    Init: NormProp layers as :class:`normcore.NormPropConv2d` (Gaussian filters, gamma ``gamma_init``, beta 0); the
     others He normal (fan_out), gamma 1, beta 0 (NIN's Caffe model used N(0, 0.05^2)).
     """
     if width < 2:
         raise ValueError(f"nin: width must be >= 2, got {width}")
     normprop = isinstance(norm, str) and canonical_name(norm) == "normprop"
-    if normprop and norm_kwargs:
-        raise ValueError("nin(norm='normprop') takes no norm_kwargs: NormProp has no norm layer to configure")
+    if normprop and set(norm_kwargs or {}) - {"gamma_init"}:
+        raise ValueError(
+            f"nin(norm='normprop') takes no norm_kwargs other than gamma_init (NormProp has no norm layer to "
+            f"configure), got {sorted(norm_kwargs or {})}"
+        )
     act: Callable[[], nn.Module] = NormPropReLU if normprop else nn.ReLU
-    conv: Callable[..., nn.Module] = NormPropConv2d if normprop else nn.Conv2d
+    gamma_init = float((norm_kwargs or {}).get("gamma_init", GAMMA_INIT))
+    conv: Callable[..., nn.Module] = partial(NormPropConv2d, gamma_init=gamma_init) if normprop else nn.Conv2d
     # NormProp has no norm module: ConvNormAct then keeps the conv bias, which is NormProp's beta
-    norm_layer = make_norm_layer(None if normprop else norm, norm_kwargs)
+    norm_layer = make_norm_layer(None) if normprop else make_norm_layer(norm, norm_kwargs)
     c1, c2 = max(1, round(width * 160 / 192)), max(1, round(width * 96 / 192))
 
     def unit(cin: int, cout: int, k: int, last: bool = False) -> ConvNormAct:
