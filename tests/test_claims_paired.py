@@ -114,3 +114,25 @@ def test_plan_takes_at_least_five_fresh_seeds_and_more_for_a_noisy_pilot():
 def test_plan_never_reuses_a_pilot_seed():
     with pytest.raises(ValueError, match="reuse pilot seeds"):
         paired.plan_seeds(_pilot(0.1), maximum=10, first_seed=998)
+
+
+def test_experiment_verdicts_call_undecided_claims_not_testable():
+    from reproductions.claims.verdicts import central_verdict, overall_verdict
+
+    assert overall_verdict([NOT_TESTABLE, NOT_TESTABLE]) == NOT_TESTABLE
+    assert overall_verdict([NOT_TESTABLE, NOT_REPRODUCED]) == NOT_REPRODUCED
+    assert overall_verdict([NOT_TESTABLE, REPRODUCED]) == "partly reproduced"
+    assert central_verdict([NOT_TESTABLE], [REPRODUCED]) == NOT_TESTABLE
+    assert central_verdict([NOT_TESTABLE, NOT_REPRODUCED]) == NOT_REPRODUCED
+    assert central_verdict([REPRODUCED], [NOT_REPRODUCED]) == "partly reproduced"
+
+
+def test_identical_differences_write_valid_json(tmp_path):
+    """Every seed giving the same difference makes t infinite; the record stays valid JSON."""
+    import json
+
+    c = paired.paired_comparison(
+        "x", _by_seed([2.0] * 5), _by_seed([1.0] * 5), test="greater", effect=0.5, labels=("A", "B"), unit="x"
+    )
+    assert c["verdict"] == REPRODUCED and c["paired"]["summary"]["t"] is None
+    json.loads(json.dumps(c, allow_nan=False))

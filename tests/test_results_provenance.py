@@ -196,7 +196,7 @@ def test_stale_reason_of_a_manifest_without_per_file_hashes_says_so(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_change_to_one_paper_leaves_the_other_papers_results_valid(tmp_path):
+def test_a_change_to_one_paper_leaves_the_other_papers_results_valid(tmp_path, fashion_mnist_dir):
     """A fresh experiment run (its own process, as ``run_all`` starts it) records only the files it imports:
     its own cpu.py and the shared code, never another paper's experiment or the report renderer; so editing
     another paper's cpu.py leaves its results valid, and editing its own makes them stale."""
@@ -205,7 +205,8 @@ def test_a_change_to_one_paper_leaves_the_other_papers_results_valid(tmp_path):
 
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "reproductions.batch_norm.cpu", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "reproductions.batch_norm.cpu", "--quick", "--out", str(out), "--data",
+         str(fashion_mnist_dir)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "NORMCORE_NO_PROGRESS": "1"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -10,7 +10,7 @@ r"""ResNets with any normalization layer and conv choice.
   torchvision constructor (``groups=32, width_per_group=4``); the WS paper's X-50 and X-101 ImageNet and COCO
   models. torchvision ships ``resnext50_32x4d`` but not the 101-layer 32x4d (only 32x8d and 64x4d).
 * :func:`small_resnet`: the CIFAR ResNet of He et al. 2016 (§4.2): 6n+2 layers, three stages of n
-  basic blocks with widths w/2w/4w, for CPU-scale experiments on 8x8 digits and 28x28 MNIST.
+  basic blocks with widths w/2w/4w, for the CPU-scale experiments on small images (14x14 and 28x28 Fashion-MNIST).
 
 Initialisation (all models): He normal, ``fan_out`` mode, for every conv; gamma 1 and beta 0 for every
 norm; with ``zero_init_residual`` the gamma of the last norm of every residual block is 0, so each block

@@ -192,7 +192,10 @@ def paired_comparison(
         return out
     summary = paired_summary(diffs)
     verdict = paired_verdict(summary, test, effect)
-    out["paired"]["summary"] = summary
+    # JSON has no infinity: t is infinite when every seed gives the same difference (sd 0)
+    out["paired"]["summary"] = {
+        k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in summary.items()
+    }
     out["ours"] = {"mean_difference": summary["mean"], "low": summary["low"], "high": summary["high"], "n": n}
     out["gap"] = None
     out["verdict"] = verdict

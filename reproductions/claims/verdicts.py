@@ -68,12 +68,13 @@ def seed_verdict(per_seed: Sequence[bool], mean_holds: bool) -> str:
 
 
 def overall_verdict(verdicts: Sequence[str]) -> str:
-    """An experiment's verdict from its comparisons': "reproduced" if all are, "not reproduced" if
-    none is even partly, else "partly reproduced"."""
+    """An experiment's verdict from its comparisons': "reproduced" if all are; when none is even partly
+    reproduced, "not testable at this scale" if none could be decided, else "not reproduced"; otherwise
+    "partly reproduced"."""
     if all(v == REPRODUCED for v in verdicts):
         return REPRODUCED
-    if all(v == NOT_REPRODUCED for v in verdicts):
-        return NOT_REPRODUCED
+    if not any(v in (REPRODUCED, PARTLY) for v in verdicts):
+        return NOT_TESTABLE if all(v == NOT_TESTABLE for v in verdicts) else NOT_REPRODUCED
     return PARTLY
 
 
@@ -100,7 +101,10 @@ def verdict_not_worse(d: float, se: float, margin: float) -> str:
 
 def central_verdict(central: Sequence[str], others: Sequence[str] = ()) -> str:
     """Every claim reproduced: reproduced; some central claim reproduced (or partly): partly reproduced; no
-    central claim reproduced: not reproduced (whatever the others say)."""
+    central claim reproduced: not testable at this scale if no central claim could be decided, else not
+    reproduced (whatever the others say)."""
     if all(v == REPRODUCED for v in (*central, *others)):
         return REPRODUCED
-    return PARTLY if any(v in (REPRODUCED, PARTLY) for v in central) else NOT_REPRODUCED
+    if any(v in (REPRODUCED, PARTLY) for v in central):
+        return PARTLY
+    return NOT_TESTABLE if central and all(v == NOT_TESTABLE for v in central) else NOT_REPRODUCED

