@@ -114,7 +114,7 @@ LSTM_NETS = {"LSTM": False, "LN-LSTM": True}
 @dataclass(frozen=True)
 class MLPConfig:
     """Figure 6's network and training (LN §6.6); ``hidden`` is reduced from the paper's (1000, 1000) for the
-    budget (the paper card gives the measured costs)."""
+    budget (reproductions/layer_norm/README.md gives the measured costs)."""
 
     hidden: tuple[int, ...] = (256, 256)
     activation: str = "relu"

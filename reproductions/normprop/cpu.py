@@ -7,7 +7,7 @@ because it uses no batch statistics, is faster than BN, and keeps every hidden l
 used for validation lag behind its shifting parameters.
 
 What we run (claims, tests, effects and margins were fixed before any run; the budget constants were set
-from timing probes, :data:`DISCLOSURES`; the paper card, README.md, says which settings come from the paper
+from timing probes, :data:`DISCLOSURES`; reproductions/normprop/README.md says which settings come from the paper
 and which could not be verified):
 
 * data: the full Fashion-MNIST (60,000 training, 10,000 test images, ``(1, 28, 28)`` in [0, 1]); the
@@ -84,7 +84,7 @@ NORMS = {"NormProp": "normprop", "BN": "bn", "none": None}
 """Legend name -> ``norm`` of :func:`normcore.models.nin`."""
 BATCH1_NORMS = ("NormProp", "BN")
 
-# ---- budget and seeds (a full run: at most 9 minutes on 2 idle cores, see the paper card) ----------
+# ---- budget and seeds (a full run: at most 9 minutes on 2 idle cores, see README.md) ----------
 WIDTH = 16
 """NIN width C (the paper's NIN: 192), the largest that fits the time budget."""
 BATCH_SIZE = 50

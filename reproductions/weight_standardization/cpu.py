@@ -25,7 +25,7 @@ Deviations: the EstBN estimates of BCN are updated from each micro-batch of 8 de
 BCN with ``estimate=True`` has no per-device slices; in DDP each device updates from its own images and rank 0's
 are kept); the paper trains ResNet-50/101 on ImageNet (and detection/segmentation).
 
-    python -m reproductions.weight_standardization.cpu          # pilot + seeds: about 8 minutes on 2 idle cores
+    python -m reproductions.weight_standardization.cpu          # pilot + seeds: 13.3 minutes on 2 idle cores (AMD EPYC)
     python -m reproductions.weight_standardization.cpu --quick  # CI
 """
 
@@ -56,7 +56,7 @@ from reproductions.smallscale.vision import (
 
 PAPER = "weight_standardization"
 
-# ---- budget and seeds (the full run: pilot + seeds, at most 16 minutes on 2 idle cores) ----
+# ---- budget and seeds (the full run: pilot + seeds, about 15 minutes estimated on 2 idle cores) ----
 N_TRAIN = 12_000
 """Training images (a class-stratified subset of the 60,000; the time budget, see the paper card)."""
 EPOCHS = 12
