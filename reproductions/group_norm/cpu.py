@@ -42,6 +42,7 @@ from reproductions.smallscale.vision import (
     by_seed,
     error_stats,
     loss_stats,
+    paired_errors,
     pilot_then_run,
     run_curves,
 )
@@ -202,9 +203,7 @@ def claim_specs(errors: Errors) -> dict[str, list[dict[str, Any]]]:
                 "claim": f"GN is better than BN at {SMALL} images/device (BN - GN, points)",
                 "test": "greater",
                 "effect": EFFECTS["gn_beats_bn"],
-                "a": e[_bn(SMALL).label],
-                "b": e[_gn(SMALL).label],
-                "labels": (_bn(SMALL).label, _gn(SMALL).label),
+                **paired_errors(e, _bn(SMALL), _gn(SMALL)),
                 "published_ref": f"gn.table2.gn_minus_bn.{SMALL}",
                 "published": round(PUB_GN_BEATS_BN, 2),
             },
@@ -212,9 +211,7 @@ def claim_specs(errors: Errors) -> dict[str, list[dict[str, Any]]]:
                 "claim": f"BN's error rises from {LARGE} to {SMALL} images/device (points)",
                 "test": "greater",
                 "effect": EFFECTS["bn_rise"],
-                "a": e[_bn(SMALL).label],
-                "b": e[_bn(LARGE).label],
-                "labels": (_bn(SMALL).label, _bn(LARGE).label),
+                **paired_errors(e, _bn(SMALL), _bn(LARGE)),
                 "published_ref": f"gn.table2.bn.{SMALL}",
                 "published": round(PUB_BN_RISE, 2),
             },
@@ -222,9 +219,7 @@ def claim_specs(errors: Errors) -> dict[str, list[dict[str, Any]]]:
                 "claim": f"GN's error does not change from {LARGE} to {SMALL} images/device (points)",
                 "test": "equivalent",
                 "effect": EFFECTS["gn_flat"],
-                "a": e[_gn(SMALL).label],
-                "b": e[_gn(LARGE).label],
-                "labels": (_gn(SMALL).label, _gn(LARGE).label),
+                **paired_errors(e, _gn(SMALL), _gn(LARGE)),
                 "published_ref": f"gn.table2.gn.{SMALL}",
                 "published": round(_pub(f"gn.table2.gn.{SMALL}") - _pub(f"gn.table2.gn.{LARGE}"), 2),
             },
@@ -234,9 +229,7 @@ def claim_specs(errors: Errors) -> dict[str, list[dict[str, Any]]]:
                 "claim": "LN is worse than GN (LN - GN, points)",
                 "test": "greater",
                 "effect": EFFECTS["ln_worse"],
-                "a": e[LN.label],
-                "b": e[_gn(LARGE).label],
-                "labels": (LN.label, _gn(LARGE).label),
+                **paired_errors(e, LN, _gn(LARGE)),
                 "published_ref": "gn.table1.ln",
                 "published": round(PUB_LN_MINUS_GN, 2),
             },
@@ -244,9 +237,7 @@ def claim_specs(errors: Errors) -> dict[str, list[dict[str, Any]]]:
                 "claim": "IN is worse than GN (IN - GN, points)",
                 "test": "greater",
                 "effect": EFFECTS["in_worse"],
-                "a": e[IN.label],
-                "b": e[_gn(LARGE).label],
-                "labels": (IN.label, _gn(LARGE).label),
+                **paired_errors(e, IN, _gn(LARGE)),
                 "published_ref": "gn.table1.in",
                 "published": round(PUB_IN_MINUS_GN, 2),
             },
@@ -254,9 +245,7 @@ def claim_specs(errors: Errors) -> dict[str, list[dict[str, Any]]]:
                 "claim": f"GN is close to BN at {LARGE} images/device (GN - BN, points)",
                 "test": "equivalent",
                 "effect": EFFECTS["gn_close_to_bn"],
-                "a": e[_gn(LARGE).label],
-                "b": e[_bn(LARGE).label],
-                "labels": (_gn(LARGE).label, _bn(LARGE).label),
+                **paired_errors(e, _gn(LARGE), _bn(LARGE)),
                 "published_ref": "gn.table1.gn_minus_bn",
                 "published": _pub("gn.table1.gn_minus_bn"),
             },
@@ -301,22 +290,7 @@ def comparisons(errors: Errors, n_test: int) -> dict[str, tuple[list[dict[str, A
     """By experiment: its paired comparisons and its verdict (central claims first, see :data:`CENTRAL`)."""
     out = {}
     for name, specs in claim_specs(errors).items():
-        comps = [
-            paired_comparison(
-                s["claim"],
-                s["a"],
-                s["b"],
-                test=s["test"],
-                effect=s["effect"],
-                labels=s["labels"],
-                unit="points",
-                n_eval=n_test,
-                diverged_value=DIVERGED_ERROR,
-                published_ref=s["published_ref"],
-                published=s["published"],
-            )
-            for s in specs
-        ]
+        comps = [paired_comparison(**s, unit="points", n_eval=n_test, diverged_value=DIVERGED_ERROR) for s in specs]
         verdicts = [c["verdict"] for c in comps]
         status = central_verdict(central=verdicts[: CENTRAL[name]], others=verdicts[CENTRAL[name] :])
         summary = " ".join(

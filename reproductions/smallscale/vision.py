@@ -70,6 +70,7 @@ __all__ = [
     "by_seed",
     "error_stats",
     "loss_stats",
+    "paired_errors",
     "pilot_then_run",
     "run_curves",
     "train_classifier",
@@ -421,6 +422,13 @@ def pilot_then_run(
     records = train_many(setups, plan["seeds"], schedule, images, workers=workers, desc=desc)
     pilot = {**plan, "values": {label: {str(s): v for s, v in vals.items()} for label, vals in pilot_errors.items()}}
     return records, plan["seeds"], pilot
+
+
+def paired_errors(errors: Mapping[str, Mapping[int, float]], a: ClassifierSetup, b: ClassifierSetup) -> dict[str, Any]:
+    """The ``a``, ``b`` (seed -> test error) and ``labels`` of a claim comparing setting ``a`` with setting ``b``
+    (d = a - b), from ``errors`` keyed by setting label: the keys of
+    :func:`reproductions.claims.paired.paired_comparison` that name the two settings."""
+    return {"a": errors[a.label], "b": errors[b.label], "labels": (a.label, b.label)}
 
 
 def error_stats(records: Sequence[RunRecord]) -> dict[str, Any]:

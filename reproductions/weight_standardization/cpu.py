@@ -50,6 +50,7 @@ from reproductions.smallscale.vision import (
     by_seed,
     error_stats,
     loss_stats,
+    paired_errors,
     pilot_then_run,
     run_curves,
 )
@@ -130,9 +131,7 @@ def claim_specs(err: dict[str, dict[int, float]]) -> list[dict[str, Any]]:
             "claim": "GN+WS at 1 image/device is not worse than BN at 32 images/device (GN+WS - BN, points)",
             "test": "not_worse",
             "effect": EFFECTS["gn_ws_matches_bn"],
-            "a": err[GN_WS.label],
-            "b": err[BN_LARGE.label],
-            "labels": (GN_WS.label, BN_LARGE.label),
+            **paired_errors(err, GN_WS, BN_LARGE),
             "published_ref": "ws.imagenet.r50.gn_ws.top1",
             "published": f"ResNet-50 ImageNet: GN+WS {gn_ws_pub}% at 1 image/GPU (official README) vs BN {bn_pub}% "
             f"at 32 images/GPU (GN paper, gn.table2.bn.32): {gn_ws_pub - bn_pub:+.2f}",
@@ -141,9 +140,7 @@ def claim_specs(err: dict[str, dict[int, float]]) -> list[dict[str, Any]]:
             "claim": "BCN+WS at 1 image/device is not worse than BN at 32 images/device (BCN+WS - BN, points)",
             "test": "not_worse",
             "effect": EFFECTS["bcn_ws_matches_bn"],
-            "a": err[BCN_WS.label],
-            "b": err[BN_LARGE.label],
-            "labels": (BCN_WS.label, BN_LARGE.label),
+            **paired_errors(err, BCN_WS, BN_LARGE),
             "published_ref": "ws.voc.bcn_ws.miou",
             "published": f"ImageNet value not found; VOC DeepLabv3: BCN+WS {_pub('ws.voc.bcn_ws.miou')} vs BN "
             f"{_pub('ws.voc.bn.miou')} mIoU (higher is better)",
@@ -152,9 +149,7 @@ def claim_specs(err: dict[str, dict[int, float]]) -> list[dict[str, Any]]:
             "claim": "BCN+WS is better than GN+WS at 1 image/device (GN+WS - BCN+WS, points)",
             "test": "greater",
             "effect": EFFECTS["bcn_beats_gn_ws"],
-            "a": err[GN_WS.label],
-            "b": err[BCN_WS.label],
-            "labels": (GN_WS.label, BCN_WS.label),
+            **paired_errors(err, GN_WS, BCN_WS),
             "published_ref": "ws.voc.gn_ws.miou",
             "published": round(PUB_BCN_GAIN, 2),
         },
@@ -162,9 +157,7 @@ def claim_specs(err: dict[str, dict[int, float]]) -> list[dict[str, Any]]:
             "claim": "WS improves GN at 1 image/device (GN - GN+WS, points)",
             "test": "greater",
             "effect": EFFECTS["ws_improves_gn"],
-            "a": err[GN.label],
-            "b": err[GN_WS.label],
-            "labels": (GN.label, GN_WS.label),
+            **paired_errors(err, GN, GN_WS),
             "published_ref": "ws.ablation.r50.gn",
             "published": round(PUB_WS_GAIN, 2),
         },
@@ -174,20 +167,7 @@ def claim_specs(err: dict[str, dict[int, float]]) -> list[dict[str, Any]]:
 def comparisons(err: dict[str, dict[int, float]], n_test: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The paired comparisons and the overall verdict (central claims: the first :data:`CENTRAL`)."""
     comps = [
-        paired_comparison(
-            s["claim"],
-            s["a"],
-            s["b"],
-            test=s["test"],
-            effect=s["effect"],
-            labels=s["labels"],
-            unit="points",
-            n_eval=n_test,
-            diverged_value=DIVERGED_ERROR,
-            published_ref=s["published_ref"],
-            published=s["published"],
-        )
-        for s in claim_specs(err)
+        paired_comparison(**s, unit="points", n_eval=n_test, diverged_value=DIVERGED_ERROR) for s in claim_specs(err)
     ]
     verdicts = [c["verdict"] for c in comps]
     status = central_verdict(central=verdicts[:CENTRAL], others=verdicts[CENTRAL:])
