@@ -114,7 +114,10 @@ def _main(argv: Sequence[str] | None) -> int:
     committed = True  # did this run write (only) the committed results?
     elsewhere: set[Path] = set()
     if not args.notebooks_only:
-        print(f"Fashion-MNIST: {ensure_data(args.data, not args.no_install)}", flush=True)
+        data_dir = ensure_data(args.data, not args.no_install)
+        print(f"Fashion-MNIST: {data_dir}", flush=True)
+        # the experiments run from the repository root: a relative --data must not change meaning there
+        data = str(data_dir.resolve()) if args.data is not None else None
         for paper in papers:
             out: Path | None = None
             if not args.quick:
@@ -124,7 +127,7 @@ def _main(argv: Sequence[str] | None) -> int:
                     committed = False
                     elsewhere.add(out.parent)
             print(f"\n=== {paper}: CPU-scale experiment{' (quick)' if args.quick else ''} ===", flush=True)
-            status, seconds = run_experiment(paper, args.quick, out, data=args.data)
+            status, seconds = run_experiment(paper, args.quick, out, data=data)
             print(f"--- {paper}: {status} in {seconds / 60:.1f} min", flush=True)
             timings.append((paper, status, seconds))
     if not args.quick and not committed:

@@ -220,3 +220,14 @@ def test_the_list_of_papers_is_defined_once():
     schema = json.loads(SCHEMA_PATH.read_text())
     assert tuple(schema["properties"]["paper"]["enum"]) == PAPERS
     assert notebook.PAPERS is PAPERS and run_all.PAPERS is PAPERS
+
+
+def test_run_all_hands_the_experiments_an_absolute_data_folder(tmp_path, monkeypatch):
+    """The experiments run from the repository root, so a relative --data is resolved before they start."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fm").mkdir()
+    given = []
+    monkeypatch.setattr(run_all, "ensure_data", lambda data, install: Path(data))
+    monkeypatch.setattr(run_all, "run_experiment", lambda *a, data=None: given.append(data) or ("ok", 0.0))
+    assert run_all.main(["--paper", "normprop", "--quick", "--data", "fm"]) == 0
+    assert given == [str(tmp_path / "fm")]

@@ -131,19 +131,19 @@ def render_summary(papers: Sequence[nb.PaperResults]) -> str:
     ]
     table = []
     for paper in papers:
-        verdicts = [r["verdict"] for r in rows if r["paper"] == paper.paper and r["experiment"] != "—"]
+        claims = [r for r in rows if r["paper"] == paper.paper and r["experiment"] != "—"]
+        verdicts = [r["verdict"] for r in claims]
         unknown = sorted(set(verdicts) - set(VERDICT_COLUMNS))
         if unknown:
             raise ValueError(f"{paper.paper}: verdicts outside the vocabulary of claims.verdicts: {unknown}")
         counts = [sum(v == c for v in verdicts) for c in VERDICT_COLUMNS]
-        fragile = sum(bool(r.get("fragile")) for r in rows if r["paper"] == paper.paper)
         times = sorted({nb.format_time_on(res["manifest"]) for res in paper.results.values()})
         table.append(
             (
                 f"[{paper.paper}](notebooks/{paper.paper}.ipynb)",
                 len(verdicts) or "no results",
                 *counts,
-                fragile,
+                sum(bool(r.get("fragile")) for r in claims),
                 "; ".join(times) or "—",
             )
         )
