@@ -5,6 +5,7 @@ gradcheck in a one-process group."""
 
 from __future__ import annotations
 
+import gc
 import os
 import warnings
 from pathlib import Path
@@ -78,6 +79,13 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         x, g = _batch((4, 4), 0)
         ddp(x[4 * rank : 4 * rank + 4]).backward(g[4 * rank : 4 * rank + 4])
         torch.save(ddp.module[0].weight.grad, Path(out_dir) / f"ddp_rank{rank}.pt")
+        # DDP's reducer keeps the process group alive through reference cycles; if it is freed only
+        # at interpreter exit, gloo's threads are torn down there and the process aborts
+        # ("terminate called without an active exception"). Free it now, and let both ranks reach
+        # this point before either closes its connections.
+        del ddp
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -15,6 +15,7 @@ Only rank 0 prints (:func:`print0`), writes logs and checkpoints; every rank com
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -124,8 +125,13 @@ def init_distributed(device: str = "auto", backend: str | None = None, timeout_m
 
 
 def cleanup() -> None:
-    """Leave the process group (no-op in a single process)."""
+    """Leave the process group (no-op in a single process).
+
+    Unreachable DistributedDataParallel reducers are collected first: they hold the process group
+    through reference cycles, and a gloo group torn down only at interpreter exit can abort the
+    process ("terminate called without an active exception") after the run's work is done."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
