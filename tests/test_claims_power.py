@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from reproductions.claims import power as pw
-from reproductions.claims.verdicts import NOT_REPRODUCED, REPRODUCED, verdict_greater
+from reproductions.claims.verdicts import NOT_REPRODUCED, REPRODUCED
 
 
 def test_paired_differences_pair_by_seed():
@@ -87,30 +87,31 @@ def test_equivalence_power_and_seeds():
         pw.seeds_for_equivalence(0.5, 1.0, true_difference=0.5)
 
 
-def test_not_testable_needs_gives_the_seeds():
-    need = pw.not_testable_needs(0.5, 1.0)
-    assert need["seeds"] == 34 and "34 paired seeds" in need["text"] and need["test"] == "two-sided"
-    eq = pw.not_testable_needs(0.5, 1.0, equivalence=True)
-    assert eq["seeds"] == pw.seeds_for_equivalence(0.5, 1.0) and "equivalence within 0.5" in eq["text"]
-    none = pw.not_testable_needs(0.0, 1.0)
+def test_not_testable_needs_gives_the_seeds_of_its_own_test():
+    need = pw.not_testable_needs("greater", 0.5, 1.0)
+    assert need["seeds"] == 34 and "34 paired seeds" in need["text"] and need["test"] == "greater"
+    eq = pw.not_testable_needs("equivalent", 0.5, 1.0)
+    assert eq["seeds"] == pw.seeds_for_equivalence(0.5, 1.0) and "equivalence within ±0.5" in eq["text"]
+    # non-inferiority is one-sided at alpha 0.025: fewer seeds than equivalence, which must clear both ends
+    nw = pw.not_testable_needs("not_worse", 0.5, 1.0)
+    assert nw["seeds"] == pw.seeds_for_power(0.5, 1.0, alpha=0.025, two_sided=False) < eq["seeds"]
+    assert f"about {nw['seeds']} paired seeds" in nw["text"] and "margin of 0.5" in nw["text"]
+    for test in ("greater", "equivalent", "not_worse"):  # the report's number is the plan's number
+        need = pw.not_testable_needs(test, 0.5, 1.0)
+        assert need["seeds"] == pw.seeds_needed(test, 0.5, 1.0)
+        assert pw.power_at(test, need["seeds"], 0.5, 1.0) >= 0.8 > pw.power_at(test, need["seeds"] - 1, 0.5, 1.0)
+    none = pw.not_testable_needs("greater", 0.0, 1.0)
     assert none["seeds"] is None and "no number of seeds" in none["text"]
     with pytest.raises(ValueError, match="sd must be non-negative"):
-        pw.not_testable_needs(0.5, -1.0)
-
-
-def test_seeds_from_pilot_uses_fresh_seeds():
-    pilot = {100: 0.5, 101: 1.5, 102: 1.0, 103: 0.0, 104: 2.0}  # sd = 0.79
-    plan = pw.seeds_from_pilot(pilot, effect=1.0)
-    assert plan["sd"] == pytest.approx(pw.paired_summary(pilot)["sd"])
-    assert plan["n"] == pw.seeds_for_power(1.0, plan["sd"]) and plan["seeds"][0] == 105
-    assert len(plan["seeds"]) == plan["n"] and plan["pilot_n"] == 5
-    with pytest.raises(ValueError, match="must not be reused"):
-        pw.seeds_from_pilot(pilot, effect=1.0, first_seed=102)
+        pw.not_testable_needs("greater", 0.5, -1.0)
+    with pytest.raises(ValueError, match="unknown test"):
+        pw.not_testable_needs("smaller", 0.5, 1.0)
 
 
 def _greater(diffs) -> str:
+    """A simple rule for leave_one_out to recompute: reproduced when the mean exceeds twice its standard error."""
     s = pw.paired_summary(diffs)
-    return verdict_greater(s["mean"], s["se"])
+    return REPRODUCED if s["mean"] > 2 * s["se"] else NOT_REPRODUCED
 
 
 def test_leave_one_out_flags_a_verdict_that_hangs_on_one_seed():

@@ -14,8 +14,9 @@ number ``effect`` fixed *before* the run (the published effect or a smallest eff
 The verdict comes from the 95 % Student-t interval :math:`[\ell, h]` of the mean paired difference
 (:func:`reproductions.claims.power.paired_summary`), see :data:`RULES`. An interval too wide to decide gives
 "not testable at this scale" together with the number of seeds that would decide it
-(:func:`reproductions.claims.power.not_testable_needs`); every verdict is recomputed with each seed left out
-(:func:`reproductions.claims.power.leave_one_out`) and is labelled *fragile* when one of those flips it.
+(:func:`reproductions.claims.power.not_testable_needs`, the same power calculation :func:`plan_seeds` uses);
+every verdict is recomputed with each seed left out (:func:`reproductions.claims.power.leave_one_out`) and is
+labelled *fragile* when one of those flips it.
 
 :func:`plan_seeds` turns a pilot (its own seeds, never reused) into the number of seeds of the run: the
 smallest that gives 80 % power for every planned claim, at least 5, at most what the time budget allows
@@ -26,23 +27,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from reproductions.claims.power import (
-    equivalence_power_of,
+    Test,
     leave_one_out,
     not_testable_needs,
     paired_differences,
     paired_summary,
-    power_of,
-    seeds_for_equivalence,
-    seeds_for_power,
+    power_at,
+    seeds_needed,
 )
 from reproductions.claims.verdicts import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
 
 __all__ = ["MINIMUM_SEEDS", "RULES", "Test", "paired_comparison", "paired_verdict", "plan_seeds", "seeds_needed"]
 
-Test = Literal["greater", "equivalent", "not_worse"]
 MINIMUM_SEEDS = 5
 """The fewest seeds of any claim test, whatever the pilot says."""
 
@@ -85,32 +84,6 @@ def paired_verdict(summary: Mapping[str, float], test: Test, effect: float) -> s
     if high <= effect:
         return REPRODUCED
     return NOT_REPRODUCED if low > effect else NOT_TESTABLE
-
-
-def seeds_needed(
-    test: Test, effect: float, sd: float, *, power: float = 0.8, minimum: int = MINIMUM_SEEDS
-) -> int | None:
-    """Paired seeds that decide a claim of ``test`` with the given ``power`` at a paired standard deviation
-    ``sd``: the paired t-test of ``effect`` (two-sided, alpha 0.05) for "greater"; the 95 % interval within
-    the margin when the true difference is 0 for "equivalent" (two one-sided tests) and "not_worse" (one
-    side, alpha 0.025). ``None`` when no number of seeds would."""
-    _check_test(test, effect)
-    try:
-        if test == "greater":
-            return seeds_for_power(effect, sd, power, 0.05, True, minimum)
-        if test == "equivalent":
-            return seeds_for_equivalence(effect, sd, power, 0.05, minimum=minimum)
-        return seeds_for_power(effect, sd, power, 0.025, False, minimum)
-    except ValueError:
-        return None
-
-
-def _power_at(test: Test, n: int, effect: float, sd: float) -> float:
-    if test == "greater":
-        return power_of(n, effect, sd)
-    if test == "equivalent":
-        return equivalence_power_of(n, effect, sd)
-    return power_of(n, effect, sd, alpha=0.025, two_sided=False)
 
 
 def paired_comparison(
@@ -199,11 +172,9 @@ def paired_comparison(
     out["ours"] = {"mean_difference": summary["mean"], "low": summary["low"], "high": summary["high"], "n": n}
     out["gap"] = None
     out["verdict"] = verdict
-    out["power"] = {"n": n, "sd": summary["sd"], "at_n": _power_at(test, n, effect, summary["sd"]), "target": power}
+    out["power"] = {"n": n, "sd": summary["sd"], "at_n": power_at(test, n, effect, summary["sd"]), "target": power}
     if verdict == NOT_TESTABLE:
-        needs = not_testable_needs(effect, summary["sd"], power=power, equivalence=test != "greater")
-        needs["seeds"] = seeds_needed(test, effect, summary["sd"], power=power)
-        out["needs"] = needs
+        out["needs"] = not_testable_needs(test, effect, summary["sd"], power=power, minimum=MINIMUM_SEEDS)
     else:
         out["needs"] = None
     if n >= 3:
@@ -234,19 +205,20 @@ def plan_seeds(
     pilot_seeds: set[int] = set()
     claims = []
     for entry in pilot:
+        _check_test(entry["test"], entry["effect"])
         diffs = paired_differences(
             {int(k): float(v) for k, v in entry["a"].items()}, {int(k): float(v) for k, v in entry["b"].items()}
         )
         pilot_seeds |= set(diffs)
-        sd = paired_summary(diffs)["sd"]
-        needed = seeds_needed(entry["test"], entry["effect"], sd, power=power, minimum=minimum)
+        summary = paired_summary(diffs)
+        needed = seeds_needed(entry["test"], entry["effect"], summary["sd"], power=power, minimum=minimum)
         claims.append(
             {
                 "claim": entry["claim"],
                 "test": entry["test"],
                 "effect": entry["effect"],
-                "sd": sd,
-                "mean": paired_summary(diffs)["mean"],
+                "sd": summary["sd"],
+                "mean": summary["mean"],
                 "needed": needed,
             }
         )
@@ -258,7 +230,7 @@ def plan_seeds(
     if pilot_seeds & set(seeds):
         raise ValueError(f"the run's seeds {seeds} reuse pilot seeds {sorted(pilot_seeds & set(seeds))}")
     for c in claims:
-        c["power_at_n"] = _power_at(c["test"], n, c["effect"], c["sd"]) if n >= 2 else None
+        c["power_at_n"] = power_at(c["test"], n, c["effect"], c["sd"]) if n >= 2 else None
     return {
         "pilot_seeds": sorted(pilot_seeds),
         "claims": claims,

@@ -8,7 +8,8 @@ calculation, and check that a verdict does not hang on a single seed.
 * :func:`power_of` / :func:`seeds_for_power`: the power of the paired t-test and the number of seeds that
   reaches a target power (at least ``minimum``); :func:`equivalence_power_of` /
   :func:`seeds_for_equivalence` the same for a claim of "no difference within a margin";
-* :func:`seeds_from_pilot`: the plan from a pilot's own seeds (spread from the pilot, fresh seeds for the run);
+* :func:`power_at` / :func:`seeds_needed`: the same for each claim test of
+  :mod:`reproductions.claims.paired` ("greater", "equivalent", "not_worse");
 * :func:`not_testable_needs`: the seeds a claim judged "not testable at this scale" would need;
 * :func:`leave_one_out`: the verdict recomputed without each seed in turn; one that flips is *fragile*.
 
@@ -22,20 +23,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from scipy import stats
 
 __all__ = [
+    "Test",
     "equivalence_power_of",
     "leave_one_out",
     "not_testable_needs",
     "paired_differences",
     "paired_summary",
+    "power_at",
     "power_of",
     "seeds_for_equivalence",
     "seeds_for_power",
-    "seeds_from_pilot",
+    "seeds_needed",
 ]
 
 MAX_SEEDS = 1_000_000
@@ -231,7 +234,7 @@ def seeds_for_power(
 def equivalence_power_of(n: int, margin: float, sd: float, alpha: float = 0.05, true_difference: float = 0.0) -> float:
     r"""Power of the paired equivalence test "the :math:`1-\alpha` t-interval of the mean difference lies
     within :math:`\pm m`" (two one-sided tests, each at :math:`\alpha/2`; with alpha 0.05 the 95 % interval,
-    like :data:`reproductions.claims.verdicts.RULE_EQUIVALENT`'s two standard errors) when the true difference
+    the interval of the "equivalent" rule of :data:`reproductions.claims.paired.RULES`) when the true difference
     is ``true_difference`` :math:`\Delta`. The usual noncentral-t approximation:
 
     .. math::
@@ -277,89 +280,65 @@ def seeds_for_equivalence(
     return max(n, minimum)
 
 
-def seeds_from_pilot(
-    pilot: Mapping[Hashable, float] | Sequence[float],
-    effect: float,
-    *,
-    power: float = 0.8,
-    alpha: float = 0.05,
-    two_sided: bool = True,
-    minimum: int = 5,
-    pilot_seeds: Sequence[int] = (),
-    first_seed: int | None = None,
-) -> dict[str, Any]:
-    """The plan of a run from its pilot: the paired differences of the pilot (its own seeds) give the
-    spread ``sd``; :func:`seeds_for_power` the number ``n`` of seeds that detects ``effect``; the run's
-    seeds are ``n`` fresh ones, never the pilot's (from ``first_seed``, by default one past the largest
-    integer pilot seed, the mapping's keys or ``pilot_seeds``). Returns ``sd``, ``n``, ``seeds``,
-    ``pilot_n``, ``effect``, ``power``, ``alpha``, ``two_sided``."""
-    summary = paired_summary(pilot)
-    used = {int(s) for s in (pilot.keys() if isinstance(pilot, Mapping) else ()) if isinstance(s, int)}
-    used |= {int(s) for s in pilot_seeds}
-    start = (max(used) + 1 if used else 0) if first_seed is None else int(first_seed)
-    n = seeds_for_power(effect, summary["sd"], power, alpha, two_sided, minimum)
-    seeds = list(range(start, start + n))
-    if used & set(seeds):
-        raise ValueError(
-            f"first_seed {first_seed} reuses pilot seeds {sorted(used & set(seeds))}: the pilot's seeds "
-            "estimate the spread and must not be reused"
-        )
-    return {
-        "sd": summary["sd"],
-        "n": n,
-        "seeds": seeds,
-        "pilot_n": summary["n"],
-        "effect": effect,
-        "power": power,
-        "alpha": alpha,
-        "two_sided": two_sided,
-    }
+Test = Literal["greater", "equivalent", "not_worse"]
+"""The three claim tests of :mod:`reproductions.claims.paired` (its ``RULES`` give their verdict rules)."""
+
+_TEST_POWER = {
+    "greater": "the paired t-test (two-sided, alpha 0.05)",
+    "equivalent": "two one-sided tests at a true difference of 0 (the 95 % interval within the margin)",
+    "not_worse": "the one-sided test at a true difference of 0 (alpha 0.025: the 95 % interval's high end)",
+}
 
 
-def not_testable_needs(
-    effect: float,
-    sd: float,
-    *,
-    power: float = 0.8,
-    alpha: float = 0.05,
-    equivalence: bool = False,
-    two_sided: bool = True,
-    minimum: int = 5,
-) -> dict[str, Any]:
-    """What a claim judged "not testable at this scale" would need: the number of paired seeds
-    (``seeds``) that decides it with the given power, from the observed spread ``sd`` of the paired
-    differences.
+def _check_kind(test: str) -> None:
+    if test not in _TEST_POWER:
+        raise ValueError(f"unknown test {test!r}; one of {sorted(_TEST_POWER)}")
 
-    ``effect`` is the claimed difference for a directional claim (:func:`seeds_for_power`) or, with
-    ``equivalence=True``, the margin of a claim of "no difference" (:func:`seeds_for_equivalence`, true
-    difference 0). ``seeds`` is ``None`` when no number of seeds suffices (zero effect or margin, or more
-    than :data:`MAX_SEEDS`). ``text`` says it in one sentence for a results file."""
-    kind = "equivalence within" if equivalence else "a difference of"
+
+def power_at(test: Test, n: int, effect: float, sd: float) -> float:
+    """The power of a claim ``test`` with ``n`` paired seeds at a paired standard deviation ``sd``:
+    :func:`power_of` of ``effect`` (two-sided, alpha 0.05) for "greater"; :func:`equivalence_power_of` within
+    the margin ``effect`` for "equivalent"; the one-sided test at alpha 0.025 (the high end of the 95 %
+    interval below the margin) for "not_worse"; the last two at a true difference of 0."""
+    _check_kind(test)
+    if test == "greater":
+        return power_of(n, effect, sd)
+    if test == "equivalent":
+        return equivalence_power_of(n, effect, sd)
+    return power_of(n, effect, sd, alpha=0.025, two_sided=False)
+
+
+def seeds_needed(test: Test, effect: float, sd: float, *, power: float = 0.8, minimum: int = 5) -> int | None:
+    """The paired seeds at which :func:`power_at` reaches ``power`` (at least ``minimum``); ``None`` when no
+    number of seeds would (a zero effect or margin, or more than :data:`MAX_SEEDS`)."""
+    _check_kind(test)
+    _check(effect, sd, 0.05, power)
     try:
-        if equivalence:
-            seeds: int | None = seeds_for_equivalence(effect, sd, power, alpha, minimum=minimum)
-        else:
-            seeds = seeds_for_power(effect, sd, power, alpha, two_sided, minimum)
+        if test == "greater":
+            return seeds_for_power(effect, sd, power, 0.05, True, minimum)
+        if test == "equivalent":
+            return seeds_for_equivalence(effect, sd, power, 0.05, minimum=minimum)
+        return seeds_for_power(effect, sd, power, 0.025, False, minimum)
     except ValueError:
-        _check(effect, sd, alpha, power)
-        seeds = None
-    side = "" if equivalence else (", two-sided" if two_sided else ", one-sided")
+        return None
+
+
+def not_testable_needs(test: Test, effect: float, sd: float, *, power: float = 0.8, minimum: int = 5) -> dict[str, Any]:
+    """What a claim judged "not testable at this scale" would need: ``seeds``, :func:`seeds_needed` for
+    its own ``test`` at the observed spread ``sd`` of the paired differences (so the number a plan would
+    take and the number a report states are one number), and ``text``, the same in one sentence for a
+    results file. ``effect`` is the smallest effect of interest ("greater") or the margin."""
+    seeds = seeds_needed(test, effect, sd, power=power, minimum=minimum)
+    kind = {"greater": "a difference of", "equivalent": "equivalence within ±", "not_worse": "a margin of"}[test]
+    shows = f"{kind}{effect:g}" if test == "equivalent" else f"{kind} {effect:g}"
     if seeds is None:
-        text = f"no number of seeds shows {kind} {effect:g} at a paired sd of {sd:g}"
+        text = f"no number of seeds shows {shows} at a paired sd of {sd:g}"
     else:
         text = (
-            f"about {seeds} paired seeds would show {kind} {effect:g} with {power:.0%} power "
-            f"(alpha {alpha:g}{side}; paired sd {sd:g})"
+            f"about {seeds} paired seeds would show {shows} with {power:.0%} power "
+            f"({_TEST_POWER[test]}; paired sd {sd:g})"
         )
-    return {
-        "seeds": seeds,
-        "effect": effect,
-        "sd": sd,
-        "power": power,
-        "alpha": alpha,
-        "test": "equivalence" if equivalence else ("two-sided" if two_sided else "one-sided"),
-        "text": text,
-    }
+    return {"seeds": seeds, "effect": effect, "sd": sd, "power": power, "test": test, "text": text}
 
 
 def leave_one_out(

@@ -1,14 +1,13 @@
-r"""The statistics behind the verdicts: per-seed summaries (mean, sample std), curves over seeds, and
-differences of means with their standard errors (:func:`contrast`, :func:`mean_difference`)."""
+r"""Descriptive statistics of a results file: per-seed summaries (mean, sample std) and curves over seeds.
+The paired statistics that decide claims are in :mod:`reproductions.claims.power`."""
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["contrast", "curve_stats", "mean_difference", "stat"]
+__all__ = ["curve_stats", "stat"]
 
 
 def _finite(v: float | None) -> float | None:
@@ -46,23 +45,3 @@ def curve_stats(per_seed: Sequence[Sequence[float]], keep_seeds: bool = False) -
     if keep_seeds:
         out["per_seed"] = [[_finite(float(v)) for v in curve] for curve in per_seed]
     return out
-
-
-def contrast(terms: Sequence[tuple[float, Sequence[float]]]) -> tuple[float, float]:
-    r"""A linear combination of the means of independent samples and its standard error,
-
-    .. math:: d = \sum_k c_k \bar x_k, \qquad se(d) = \sqrt{\sum_k c_k^2 s_k^2 / n_k}
-
-    with :math:`s_k^2` the sample variances (ddof=1; 0 for a single value). ``terms`` are
-    ``(c_k, values_k)``. The verdict rules call a value significant when :math:`|d| > 2\,se(d)` (about a
-    95% interval for normal errors)."""
-    if not terms or any(len(v) == 0 for _, v in terms):
-        raise ValueError("contrast needs at least one value in every sample")
-    value = sum(c * statistics.fmean(v) for c, v in terms)
-    var = sum(c * c * (statistics.variance(v) if len(v) > 1 else 0.0) / len(v) for c, v in terms)
-    return value, math.sqrt(var)
-
-
-def mean_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    r""":math:`\bar a - \bar b` and its standard error (:func:`contrast` with coefficients +1, -1)."""
-    return contrast([(1.0, a), (-1.0, b)])
