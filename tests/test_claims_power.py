@@ -95,7 +95,7 @@ def test_not_testable_needs_gives_the_seeds_of_its_own_test():
     # non-inferiority is one-sided at alpha 0.025: fewer seeds than equivalence, which must clear both ends
     nw = pw.not_testable_needs("not_worse", 0.5, 1.0)
     assert nw["seeds"] == pw.seeds_for_power(0.5, 1.0, alpha=0.025, two_sided=False) < eq["seeds"]
-    assert f"about {nw['seeds']} paired seeds" in nw["text"] and "margin of 0.5" in nw["text"]
+    assert f"about {nw['seeds']} paired seeds" in nw["text"] and "non-inferiority within a margin of 0.5" in nw["text"]
     for test in ("greater", "equivalent", "not_worse"):  # the report's number is the plan's number
         need = pw.not_testable_needs(test, 0.5, 1.0)
         assert need["seeds"] == pw.seeds_needed(test, 0.5, 1.0)

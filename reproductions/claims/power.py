@@ -284,10 +284,11 @@ Test = Literal["greater", "equivalent", "not_worse"]
 """The three claim tests of :mod:`reproductions.claims.paired` (its ``RULES`` give their verdict rules)."""
 
 _TEST_POWER = {
-    "greater": "the paired t-test (two-sided, alpha 0.05)",
-    "equivalent": "two one-sided tests at a true difference of 0 (the 95 % interval within the margin)",
-    "not_worse": "the one-sided test at a true difference of 0 (alpha 0.025: the 95 % interval's high end)",
+    "greater": "paired t-test, two-sided, alpha 0.05",
+    "equivalent": "two one-sided tests at alpha 0.025 each, true difference 0",
+    "not_worse": "one-sided test at alpha 0.025, true difference 0",
 }
+"""How :func:`power_at` computes each test's power, as the sentences of :func:`not_testable_needs` say it."""
 
 
 def _check_kind(test: str) -> None:
@@ -329,8 +330,11 @@ def not_testable_needs(test: Test, effect: float, sd: float, *, power: float = 0
     take and the number a report states are one number), and ``text``, the same in one sentence for a
     results file. ``effect`` is the smallest effect of interest ("greater") or the margin."""
     seeds = seeds_needed(test, effect, sd, power=power, minimum=minimum)
-    kind = {"greater": "a difference of", "equivalent": "equivalence within ±", "not_worse": "a margin of"}[test]
-    shows = f"{kind}{effect:g}" if test == "equivalent" else f"{kind} {effect:g}"
+    shows = {
+        "greater": f"a difference of {effect:g}",
+        "equivalent": f"equivalence within ±{effect:g}",
+        "not_worse": f"non-inferiority within a margin of {effect:g}",
+    }[test]
     if seeds is None:
         text = f"no number of seeds shows {shows} at a paired sd of {sd:g}"
     else:
