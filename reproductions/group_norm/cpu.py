@@ -17,7 +17,7 @@ Seeds: a pilot on seeds 1000-1002 estimates the paired spread of every claim, an
 (:func:`reproductions.claims.paired.paired_comparison`) with an effect of interest or a margin fixed here,
 before any run. The three results files (Tables 1, 2, 3) come from one set of runs.
 
-    python -m reproductions.group_norm.cpu          # pilot + seeds: 11.6 minutes on 2 idle cores (AMD EPYC)
+    python -m reproductions.group_norm.cpu          # pilot + seeds: 10.6 minutes on 2 cores (AMD EPYC)
     python -m reproductions.group_norm.cpu --quick  # CI: tiny budgets, same path
 """
 

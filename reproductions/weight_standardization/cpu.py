@@ -25,7 +25,7 @@ Deviations: the EstBN estimates of BCN are updated from each micro-batch of 8 de
 BCN with ``estimate=True`` has no per-device slices; in DDP each device updates from its own images and rank 0's
 are kept); the paper trains ResNet-50/101 on ImageNet (and detection/segmentation).
 
-    python -m reproductions.weight_standardization.cpu          # pilot + seeds: 13.3 minutes on 2 idle cores (AMD EPYC)
+    python -m reproductions.weight_standardization.cpu          # pilot + seeds: 13.9 minutes on 2 cores (AMD EPYC)
     python -m reproductions.weight_standardization.cpu --quick  # CI
 """
 
